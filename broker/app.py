@@ -1,0 +1,530 @@
+"""The broker's HTTP surface: relay and gate logins through one master callback.
+
+Handlers are thin: they parse, call pure policy (redirect.check_redirect,
+identity.authorize), call the provider at the edge, and turn BrokerError into a
+short page.  See DESIGN.md ("Security model") for the rules enforced here.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import httpx
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request, cookie_parser
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from broker.allowlist import AllowlistSource, StaticAllowlist
+from broker.clock import Clock, system_clock
+from broker.errors import BadRequest, BrokerError, Forbidden, Gone
+from broker.forwarded import PreviewRequest, from_direct, from_forward_auth
+from broker.identity import Identity, Policy, authorize
+from broker.metrics import Metrics
+from broker.pages import NO_STORE, page
+from broker.providers import make_provider
+from broker.providers.base import Provider
+from broker.redirect import Verdict, check_redirect
+from broker.replay import ReplayGuard
+from broker.sessions import TICKET_PATH, CookieNames, SessionCodec
+from broker.settings import BrokerSettings
+from broker.tokens import TokenError, dump, load, make_serializers
+
+log = logging.getLogger("preview_broker.broker")
+
+MAX_PARAMS = 40
+MAX_PARAM_LENGTH = 4096
+MAX_APP_STATE = 2048
+# Parameters the broker owns in relay mode; the app's values are replaced or refused.
+RELAY_RESERVED = {"return_to", "redirect_uri", "state"}
+# Parameters handed back to the relay app at callback, besides code and state.
+RELAY_RETURNED = ("code", "error", "error_description", "error_uri", "iss")
+_BIND_VALUE = re.compile(r"^[A-Za-z0-9_-]{43}$")
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def derive(purpose: str, bind: str, jti: str) -> str:
+    """A per-login secret only the browser holding the bind cookie can reproduce.
+
+    The state envelope travels through URLs (IdP logs, browser history), so the
+    PKCE verifier and OIDC nonce are derived from the HttpOnly bind cookie rather
+    than stored in it.  43 characters: a valid PKCE verifier.
+    """
+    return _b64(hashlib.sha256(f"preview-broker|{purpose}|{bind}|{jti}".encode()).digest())
+
+
+def s256(verifier: str) -> str:
+    return _b64(hashlib.sha256(verifier.encode("ascii")).digest())
+
+
+def parse_params(query: str) -> dict[str, str]:
+    """Query parameters, refusing what no honest client sends: repeats, floods, giants."""
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, max_num_fields=MAX_PARAMS, errors="strict")
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("bad_query", "The query string is malformed or has too many parameters.") from None
+    out: dict[str, str] = {}
+    for key, value in pairs:
+        if key in out:
+            raise BadRequest("duplicate_param", f"The parameter {key[:40]!r} appears more than once.")
+        if len(value) > MAX_PARAM_LENGTH or len(key) > 128:
+            raise BadRequest("oversized_param", f"The parameter {key[:40]!r} is too long.")
+        out[key] = value
+    return out
+
+
+def _origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _append_query(url: str, params: dict[str, str]) -> str:
+    base, _, fragment = url.partition("#")
+    sep = "&" if "?" in base else "?"
+    return base + sep + urlencode(params) + (f"#{fragment}" if fragment else "")
+
+
+class Broker:
+    """Everything a request handler needs, built once at start-up."""
+
+    def __init__(
+        self,
+        settings: BrokerSettings,
+        allowlist: AllowlistSource,
+        provider: Provider,
+        *,
+        clock: Clock = system_clock,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.allowlist = allowlist
+        self.provider = provider
+        self.clock = clock
+        self.metrics = metrics or Metrics()
+        self.serializers = make_serializers(settings.secret_keys, clock)
+        self.guard = ReplayGuard(clock)
+        self.policy = Policy.build(
+            settings.allowed_email_domains, settings.allowed_groups, settings.github_orgs, settings.github_teams
+        )
+        self.sessions = SessionCodec(
+            self.serializers,
+            self.guard,
+            session_ttl=settings.session_ttl,
+            ticket_ttl=settings.ticket_ttl,
+            cookie_domain=settings.cookie_domain,
+            relevant_groups=self.policy.groups,
+        )
+        self.extra_ports = frozenset(settings.allowed_ports)
+        self.public_host = settings.public_host
+        self.broker_cookies = CookieNames.for_scheme(settings.secure_cookies, bool(settings.cookie_domain))
+
+    # --- policy helpers ---------------------------------------------------
+    def check(self, target: str | None, origin: Any = None) -> Verdict:
+        return check_redirect(
+            target or "",
+            self.allowlist,
+            allow_http=self.settings.allow_http,
+            extra_ports=self.extra_ports,
+            origin=origin,
+        )
+
+    def cookie_names(self, scheme: str) -> CookieNames:
+        return CookieNames.for_scheme(scheme == "https", bool(self.settings.cookie_domain))
+
+    def refuse(self, endpoint: str, err: BrokerError) -> Response:
+        self.metrics.refused.labels(endpoint, err.reason).inc()
+        log.warning("refused", extra={"endpoint": endpoint, "reason": err.reason, "status": err.status, **err.context})
+        return page(err.status, err.title, err.message, err.reason)
+
+    def preview_request(self, request: Request) -> PreviewRequest | None:
+        """The preview host a direct request arrived on, or None on the broker's own host."""
+        try:
+            req = from_direct(request.headers, request.url.scheme, request.url.path, request.url.query)
+        except BrokerError:
+            return None
+        return None if req.host == self.public_host else req
+
+    # --- relay mode ---------------------------------------------------------
+    async def relay(self, request: Request) -> Response:
+        q = parse_params(request.url.query)
+        target = self.check(q.pop("return_to", None))
+        if not target:
+            raise BadRequest(f"redirect_{target.reason}", "return_to is not an address of a live preview environment.")
+        client_id = q.get("client_id", "")
+        if client_id not in self.settings.relay_clients:
+            raise BadRequest("relay_unknown_client", "client_id is not a client this broker relays for.")
+        if q.get("response_type") != "code":
+            raise BadRequest("relay_response_type", "Only the authorization-code flow (response_type=code) is relayed.")
+        redirect_uri = q.pop("redirect_uri", None)
+        if redirect_uri is not None and redirect_uri != self.settings.callback_url:
+            raise BadRequest(
+                "relay_redirect_uri",
+                f"redirect_uri must be the broker's callback {self.settings.callback_url} (or left out).",
+            )
+        app_state = q.pop("state", "")
+        if len(app_state) > MAX_APP_STATE:
+            raise BadRequest("oversized_param", "state is too long.")
+        bind = self._bind_value(request)
+        jti = secrets.token_urlsafe(16)
+        envelope = {"m": "r", "t": target.url, "s": app_state, "j": jti, "b": derive("bind", bind, "")[:32]}
+        state = dump(self.serializers.state, envelope)
+        authz = await self.provider.authorization_endpoint()
+        url = _append_query(authz, {**q, "redirect_uri": self.settings.callback_url, "state": state})
+        self.metrics.logins_started.labels("relay").inc()
+        log.info("login_started", extra={"mode": "relay", "host": target.host})
+        return self._with_bind(RedirectResponse(url, 302, headers=NO_STORE), bind)
+
+    # --- gate mode ------------------------------------------------------------
+    async def start(self, request: Request) -> Response:
+        q = parse_params(request.url.query)
+        preview = self.preview_request(request)
+        if preview is not None:
+            return self._start_from_preview(preview, q)
+        target = self.check(q.get("rd"))
+        if not target:
+            raise BadRequest(f"redirect_{target.reason}", "rd is not an address of a live preview environment.")
+        bind = self._bind_value(request)
+        jti = secrets.token_urlsafe(16)
+        envelope = {"m": "g", "t": target.url, "j": jti, "b": derive("bind", bind, "")[:32]}
+        params = {
+            "response_type": "code",
+            "client_id": self.settings.client_id,
+            "redirect_uri": self.settings.callback_url,
+            "state": dump(self.serializers.state, envelope),
+            **self.provider.gate_params(
+                code_challenge=s256(derive("pkce", bind, jti)), nonce=derive("nonce", bind, jti)
+            ),
+        }
+        url = _append_query(await self.provider.authorization_endpoint(), params)
+        self.metrics.logins_started.labels("gate").inc()
+        log.info("login_started", extra={"mode": "gate", "host": target.host})
+        return self._with_bind(RedirectResponse(url, 302, headers=NO_STORE), bind)
+
+    def _start_from_preview(self, preview: PreviewRequest, q: dict[str, str]) -> Response:
+        """A start on the preview host: resolve a relative rd there, continue on the broker host."""
+        target = self.check(q.get("rd") or "/", preview.origin)
+        if not target or target.host != preview.host:
+            reason = target.reason if not target else "other_host"
+            raise BadRequest(f"redirect_{reason}", "rd is not an address on this preview environment.")
+        url = self.settings.public_url + "/oauth2/start?" + urlencode({"rd": target.url})
+        return RedirectResponse(url, 302, headers=NO_STORE)
+
+    # --- the master callback ----------------------------------------------------
+    async def callback(self, request: Request) -> Response:
+        q = parse_params(request.url.query)
+        try:
+            env = load(self.serializers.state, q.get("state"), self.settings.state_ttl)
+        except TokenError as exc:
+            raise BadRequest(
+                f"state_{exc.reason}",
+                "This login link is invalid or has expired. Go back to the preview and sign in again.",
+            ) from None
+        bind = request.cookies.get(self.broker_cookies.bind, "")
+        if not _BIND_VALUE.match(bind) or not secrets.compare_digest(derive("bind", bind, "")[:32], str(env.get("b"))):
+            raise BadRequest(
+                "state_browser_mismatch",
+                "This login was started in another browser, or cookies are blocked. Start again from the preview.",
+            )
+        jti = str(env.get("j", ""))
+        if not jti or not self.guard.first_use("s:" + jti, self.clock() + self.settings.state_ttl + 1):
+            raise BadRequest("state_replayed", "This login link was already used. Start again from the preview.")
+        target = self._recheck(str(env.get("t", "")))
+        if env.get("m") == "r":
+            return self._relay_return(target, env, q)
+        return await self._gate_return(target, bind, jti, q)
+
+    def _recheck(self, url: str) -> Verdict:
+        """The environment may have been deleted while the user was at the IdP."""
+        target = self.check(url)
+        if not target:
+            host = urlsplit(url).hostname or "the preview"
+            raise Gone(
+                "target_gone",
+                f"The preview environment {host} no longer exists, so the login cannot return there.",
+                host=host,
+            )
+        return target
+
+    def _relay_return(self, target: Verdict, env: dict[str, Any], q: dict[str, str]) -> Response:
+        back = {k: q[k] for k in RELAY_RETURNED if k in q}
+        if env.get("s"):
+            back["state"] = str(env["s"])
+        if "code" not in back and "error" not in back:
+            raise BadRequest("callback_without_code", "The identity provider sent neither a code nor an error.")
+        self.metrics.logins_completed.labels("relay").inc()
+        log.info("login_returned", extra={"mode": "relay", "host": target.host, "error": q.get("error", "")})
+        return RedirectResponse(_append_query(target.url, back), 302, headers=NO_STORE)
+
+    async def _gate_return(self, target: Verdict, bind: str, jti: str, q: dict[str, str]) -> Response:
+        if "error" in q:
+            raise Forbidden(
+                "idp_denied",
+                f"The identity provider did not complete the login ({q['error'][:64]}).",
+            )
+        code = q.get("code")
+        if not code:
+            raise BadRequest("callback_without_code", "The identity provider sent no authorization code.")
+        identity = await self.provider.identity_from_code(
+            code, code_verifier=derive("pkce", bind, jti), nonce=derive("nonce", bind, jti)
+        )
+        decision = authorize(identity, self.policy)
+        if not decision.allowed:
+            raise Forbidden(
+                f"not_authorized_{decision.reason}",
+                f"You are signed in as {identity.user}, but this account is not allowed into preview environments. "
+                "Ask an administrator to add you, or sign in with another account.",
+                user=identity.user,
+            )
+        target = self._recheck(target.url)  # the code exchange took time: check once more
+        ticket = self.sessions.mint_ticket(target.host, target.url, identity)
+        url = _origin_of(target.url) + TICKET_PATH + "?" + urlencode({"ticket": ticket})
+        log.info("login_authorized", extra={"mode": "gate", "host": target.host, "user": identity.user})
+        return RedirectResponse(url, 302, headers=NO_STORE)
+
+    # --- on the preview host: ticket, sign-out, userinfo ---------------------------
+    def redeem(self, preview: PreviewRequest, q: dict[str, str]) -> Response:
+        try:
+            ticket = self.sessions.redeem_ticket(q.get("ticket"), preview.host, self.clock())
+        except TokenError as exc:
+            raise BadRequest(
+                exc.reason if exc.reason.startswith("ticket") else f"ticket_{exc.reason}",
+                "This sign-in link is invalid, expired or already used. Open the preview again to sign in.",
+            ) from None
+        target = self._recheck(ticket.target)
+        if target.host != preview.host:
+            raise BadRequest("ticket_wrong_host", "This sign-in link belongs to another preview.")
+        resp = RedirectResponse(target.url, 302, headers=NO_STORE)
+        self._set_cookie(
+            resp,
+            self.cookie_names(preview.scheme).session,
+            self.sessions.issue(preview.host, ticket.identity),
+            self.settings.session_ttl,
+            secure=preview.scheme == "https",
+            domain=self.settings.cookie_domain or None,
+        )
+        self.metrics.logins_completed.labels("gate").inc()
+        log.info("session_issued", extra={"host": preview.host, "user": ticket.identity.user})
+        return resp
+
+    def sign_out_preview(self, preview: PreviewRequest, q: dict[str, str]) -> Response:
+        target = self.check(q.get("rd") or "/", preview.origin)
+        if not target or target.host != preview.host:
+            reason = target.reason if not target else "other_host"
+            raise BadRequest(f"redirect_{reason}", "rd is not an address on this preview.")
+        resp = RedirectResponse(target.url, 302, headers=NO_STORE)
+        resp.delete_cookie(
+            self.cookie_names(preview.scheme).session,
+            path="/",
+            domain=self.settings.cookie_domain or None,
+            secure=preview.scheme == "https",
+            httponly=True,
+            samesite="lax",
+        )
+        log.info("signed_out", extra={"host": preview.host})
+        return resp
+
+    async def sign_out(self, request: Request) -> Response:
+        q = parse_params(request.url.query)
+        preview = self.preview_request(request)
+        if preview is not None:
+            return self.sign_out_preview(preview, q)
+        resp: Response
+        if q.get("rd"):
+            target = self.check(q["rd"])
+            if not target:
+                raise BadRequest(f"redirect_{target.reason}", "rd is not an address of a live preview environment.")
+            resp = RedirectResponse(target.url, 302, headers=NO_STORE)
+        else:
+            resp = page(200, "Signed out", "You are signed out of the login broker.")
+        resp.delete_cookie(self.broker_cookies.bind, path="/", secure=self.settings.secure_cookies, httponly=True)
+        return resp
+
+    async def ticket(self, request: Request) -> Response:
+        preview = self.preview_request(request)
+        if preview is None:
+            raise BadRequest("ticket_on_broker_host", "Sign-in links are redeemed on the preview host, not here.")
+        return self.redeem(preview, parse_params(request.url.query))
+
+    async def userinfo(self, request: Request) -> Response:
+        preview = self.preview_request(request)
+        identity = None
+        if preview is not None and preview.host in self.allowlist:
+            identity = self.sessions.verify(request.cookies.get(self.cookie_names(preview.scheme).session), preview.host)
+        if identity is None:
+            return JSONResponse({"error": "not signed in"}, 401, headers=NO_STORE)
+        return JSONResponse(
+            {"user": identity.user, "email": identity.email, "groups": list(identity.groups), "host": preview.host},  # type: ignore[union-attr]
+            headers=NO_STORE,
+        )
+
+    # --- forward auth: the hot path ------------------------------------------------
+    async def auth(self, request: Request) -> Response:
+        preview = from_forward_auth(request.headers)
+        if preview.path.startswith("/oauth2/"):
+            special = self._auth_special(preview)
+            if special is not None:
+                return special
+        if preview.host not in self.allowlist:
+            self.metrics.auth_checks.labels("host_not_live").inc()
+            raise Forbidden("host_not_live", "This preview environment is not live.", host=preview.host)
+        names = self.cookie_names(preview.scheme)
+        token = cookie_parser(request.headers.get("cookie", "")).get(names.session)
+        identity = self.sessions.verify(token, preview.host) if token else None
+        if identity is None:
+            self.metrics.auth_checks.labels("unauthenticated").inc()
+            if token:
+                log.info("refused", extra={"endpoint": "auth", "reason": "session_invalid", "host": preview.host})
+            if request.query_params.get("redirect") == "true" and _wants_html(request):
+                url = self.settings.public_url + "/oauth2/start?" + urlencode({"rd": preview.url})
+                return RedirectResponse(url, 302, headers=NO_STORE)
+            return PlainTextResponse("sign in required", 401, headers=NO_STORE)
+        decision = authorize(identity, self.policy)
+        if not decision.allowed:
+            self.metrics.auth_checks.labels("forbidden").inc()
+            raise Forbidden(f"not_authorized_{decision.reason}", "This account is not allowed into previews.")
+        self.metrics.auth_checks.labels("ok").inc()
+        return Response(status_code=202, headers=_identity_headers(identity))
+
+    def _auth_special(self, preview: PreviewRequest) -> Response | None:
+        """Broker paths on the preview host, reached through forward auth (Traefik)."""
+        if preview.path == TICKET_PATH:
+            return self.redeem(preview, parse_params(preview.query))
+        if preview.path == "/oauth2/sign_out":
+            return self.sign_out_preview(preview, parse_params(preview.query))
+        if preview.path == "/oauth2/start":
+            return self._start_from_preview(preview, parse_params(preview.query))
+        return None
+
+    # --- operations -----------------------------------------------------------------
+    async def healthz(self, request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    async def readyz(self, request: Request) -> Response:
+        if self.allowlist.ready:
+            return PlainTextResponse("ready")
+        return PlainTextResponse("allowlist not synced yet", 503)
+
+    async def metrics_endpoint(self, request: Request) -> Response:
+        return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    # --- cookies ----------------------------------------------------------------------
+    def _bind_value(self, request: Request) -> str:
+        current = request.cookies.get(self.broker_cookies.bind, "")
+        return current if _BIND_VALUE.match(current) else secrets.token_urlsafe(32)
+
+    def _with_bind(self, resp: Response, bind: str) -> Response:
+        # Refreshed on every start so a login begun now can finish within state_ttl.
+        self._set_cookie(
+            resp, self.broker_cookies.bind, bind, self.settings.state_ttl + 60, secure=self.settings.secure_cookies
+        )
+        return resp
+
+    @staticmethod
+    def _set_cookie(
+        resp: Response, name: str, value: str, max_age: int, *, secure: bool, domain: str | None = None
+    ) -> None:
+        resp.set_cookie(
+            name, value, max_age=max_age, path="/", domain=domain, secure=secure, httponly=True, samesite="lax"
+        )
+
+
+def _wants_html(request: Request) -> bool:
+    method = request.headers.get("x-forwarded-method", "GET").upper()
+    return method in ("GET", "HEAD") and "text/html" in request.headers.get("accept", "")
+
+
+def _identity_headers(identity: Identity) -> dict[str, str]:
+    headers = {"X-Auth-Request-User": _header_safe(identity.user)}
+    if identity.email:
+        headers["X-Auth-Request-Email"] = _header_safe(identity.email)
+    if identity.groups:
+        headers["X-Auth-Request-Groups"] = _header_safe(",".join(identity.groups))
+    return headers
+
+
+def _header_safe(value: str) -> str:
+    # Identity comes from the IdP; never let it smuggle a header line.
+    return "".join(ch for ch in value if 0x20 <= ord(ch) < 0x7F)
+
+
+def _endpoint(broker: Broker, name: str, handler: Handler) -> Handler:
+    latency = broker.metrics.latency.labels(name)
+
+    async def wrapped(request: Request) -> Response:
+        started = time.perf_counter()
+        try:
+            return await handler(request)
+        except BrokerError as err:
+            return broker.refuse(name, err)
+        except Exception:
+            log.exception("internal_error", extra={"endpoint": name})
+            return page(500, "Internal error", "The broker failed unexpectedly; the error was logged.", "internal")
+        finally:
+            latency.observe(time.perf_counter() - started)
+
+    return wrapped
+
+
+def build_allowlist(settings: BrokerSettings) -> AllowlistSource:
+    if settings.allowlist_source == "kubernetes":
+        from broker.kube_allowlist import KubernetesAllowlist
+
+        return KubernetesAllowlist(namespace=settings.kube_namespace)
+    return StaticAllowlist(settings.allowed_hosts)
+
+
+def create_app(
+    settings: BrokerSettings,
+    *,
+    allowlist: AllowlistSource | None = None,
+    clock: Clock = system_clock,
+    http: httpx.AsyncClient | None = None,
+) -> Starlette:
+    source = allowlist if allowlist is not None else build_allowlist(settings)
+    client = http or httpx.AsyncClient(timeout=settings.idp_timeout, follow_redirects=False)
+    broker = Broker(settings, source, make_provider(settings, client), clock=clock)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette):
+        await source.start()
+        log.info(
+            "broker_started",
+            extra={"public_url": settings.public_url, "callback": settings.callback_url, "provider": settings.provider},
+        )
+        try:
+            yield
+        finally:
+            await source.stop()
+            if http is None:
+                await client.aclose()
+
+    routes = [
+        Route("/oauth2/auth", _endpoint(broker, "auth", broker.auth), methods=["GET", "HEAD", "POST"]),
+        Route("/oauth2/relay", _endpoint(broker, "relay", broker.relay)),
+        Route("/oauth2/start", _endpoint(broker, "start", broker.start)),
+        Route("/oauth2/callback", _endpoint(broker, "callback", broker.callback)),
+        Route(TICKET_PATH, _endpoint(broker, "ticket", broker.ticket)),
+        Route("/oauth2/sign_out", _endpoint(broker, "sign_out", broker.sign_out), methods=["GET", "POST"]),
+        Route("/oauth2/userinfo", _endpoint(broker, "userinfo", broker.userinfo)),
+        Route("/healthz", broker.healthz),
+        Route("/readyz", broker.readyz),
+        Route("/metrics", broker.metrics_endpoint),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.broker = broker
+    return app

@@ -1,0 +1,18 @@
+"""Identity providers behind one small interface (see base.Provider)."""
+
+from __future__ import annotations
+
+import httpx
+
+from broker.providers.base import Provider
+from broker.settings import BrokerSettings
+
+
+def make_provider(settings: BrokerSettings, http: httpx.AsyncClient) -> Provider:
+    if settings.provider == "github":
+        from broker.providers.github import GitHubProvider
+
+        return GitHubProvider(settings, http)
+    from broker.providers.oidc import OIDCProvider
+
+    return OIDCProvider(settings, http)

@@ -1,0 +1,138 @@
+"""OpenID Connect (Google, Keycloak, Okta, Azure AD, Dex, GitLab, ...) by discovery."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+
+from broker.errors import IdPError, LoginRefused
+from broker.identity import Identity
+from broker.providers.base import idp_call, json_body, token_response
+from broker.settings import BrokerSettings
+
+DISCOVERY_TTL = 3600.0
+# Never accept unsigned or symmetric ID tokens: the client secret is not a signing key we trust.
+ASYMMETRIC = {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+
+
+class OIDCProvider:
+    def __init__(self, settings: BrokerSettings, http: httpx.AsyncClient) -> None:
+        self.issuer = settings.oidc_issuer.rstrip("/")
+        self.name = settings.oidc_issuer
+        self._settings = settings
+        self._http = http
+        self._discovery: dict[str, Any] | None = None
+        self._discovered_at = 0.0
+        self._keys: KeySet | None = None
+
+    async def discovery(self) -> dict[str, Any]:
+        if self._discovery is not None and time.monotonic() - self._discovered_at < DISCOVERY_TTL:
+            return self._discovery
+        url = self.issuer + "/.well-known/openid-configuration"
+        async with idp_call("discovery"):
+            resp = await self._http.get(url)
+        if resp.status_code != 200:
+            raise IdPError("idp_discovery_failed", f"OIDC discovery failed ({resp.status_code}).")
+        doc = json_body(resp, "discovery")
+        if not isinstance(doc, dict) or doc.get("issuer", "").rstrip("/") != self.issuer:
+            raise IdPError("idp_discovery_mismatch", "OIDC discovery names a different issuer.")
+        for key in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
+            if not isinstance(doc.get(key), str):
+                raise IdPError("idp_discovery_incomplete", f"OIDC discovery lacks {key}.")
+        self._discovery, self._discovered_at = doc, time.monotonic()
+        return doc
+
+    async def authorization_endpoint(self) -> str:
+        return (await self.discovery())["authorization_endpoint"]
+
+    def gate_params(self, *, code_challenge: str, nonce: str) -> dict[str, str]:
+        return {
+            "scope": " ".join(self._settings.oidc_scopes),
+            "code_challenge": code_challenge,
+            "code_challenge_method": "S256",
+            "nonce": nonce,
+        }
+
+    async def _key_set(self, refresh: bool = False) -> KeySet:
+        if self._keys is None or refresh:
+            doc = await self.discovery()
+            async with idp_call("jwks"):
+                resp = await self._http.get(doc["jwks_uri"])
+            body = json_body(resp, "jwks")
+            try:
+                self._keys = KeySet.import_key_set(body)  # type: ignore[arg-type]
+            except (JoseError, ValueError, TypeError, KeyError):
+                raise IdPError("idp_bad_jwks", "The identity provider published unusable signing keys.") from None
+        return self._keys
+
+    async def identity_from_code(self, code: str, *, code_verifier: str, nonce: str) -> Identity:
+        doc = await self.discovery()
+        form = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": self._settings.callback_url,
+            "code_verifier": code_verifier,
+        }
+        auth = httpx.BasicAuth(self._settings.client_id, self._settings.client_secret)
+        async with idp_call("token"):
+            resp = await self._http.post(doc["token_endpoint"], data=form, auth=auth, headers={"Accept": "application/json"})
+        tokens = token_response(resp)
+        id_token = tokens.get("id_token")
+        if not isinstance(id_token, str):
+            raise LoginRefused("no_id_token", "The identity provider sent no ID token (is the openid scope allowed?).")
+        claims = await self._verify_id_token(id_token, nonce)
+        groups_claim = self._settings.oidc_groups_claim
+        if groups_claim not in claims and doc.get("userinfo_endpoint") and self._settings.allowed_groups:
+            async with idp_call("userinfo"):
+                info = await self._http.get(
+                    doc["userinfo_endpoint"], headers={"Authorization": f"Bearer {tokens['access_token']}"}
+                )
+            extra = json_body(info, "userinfo") if info.status_code == 200 else {}
+            if isinstance(extra, dict) and extra.get("sub") == claims.get("sub"):
+                claims = {**extra, **claims, groups_claim: extra.get(groups_claim, [])}
+        return _identity(claims, groups_claim)
+
+    async def _verify_id_token(self, id_token: str, nonce: str) -> dict[str, Any]:
+        algorithms = ASYMMETRIC
+        for attempt in (0, 1):
+            keys = await self._key_set(refresh=attempt == 1)
+            try:
+                token = jwt.decode(id_token, keys, algorithms=list(algorithms))
+                break
+            except (JoseError, ValueError) as exc:
+                # An unknown key id after the IdP rotated keys: fetch the JWKS once more.
+                if attempt == 0 and "key" in type(exc).__name__.lower():
+                    continue
+                raise LoginRefused("id_token_invalid", "The ID token signature did not verify.") from None
+        registry = jwt.JWTClaimsRegistry(
+            leeway=60,
+            iss={"essential": True, "value": self.issuer},
+            aud={"essential": True, "value": self._settings.client_id},
+            nonce={"essential": True, "value": nonce},
+            exp={"essential": True},
+            sub={"essential": True},
+        )
+        try:
+            registry.validate(token.claims)
+        except JoseError as exc:
+            raise LoginRefused("id_token_claims", f"The ID token was refused ({type(exc).__name__}).") from None
+        return token.claims
+
+
+def _identity(claims: dict[str, Any], groups_claim: str) -> Identity:
+    groups = claims.get(groups_claim) or []
+    if isinstance(groups, str):
+        groups = [groups]
+    email = claims.get("email") if isinstance(claims.get("email"), str) else ""
+    user = claims.get("preferred_username") or claims.get("name") or email or claims["sub"]
+    return Identity(
+        user=str(user),
+        email=email or "",
+        email_verified=claims.get("email_verified") is True,
+        groups=tuple(str(g) for g in groups if isinstance(g, str | int))[:200],
+    )

@@ -1,0 +1,178 @@
+"""The broker's settings: names, types, defaults and help, in one place."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from broker.config import split_list
+from broker.hosts import InvalidHost, is_under, normalize_host
+
+CommaList = Annotated[list[str], BeforeValidator(split_list)]
+PortList = Annotated[list[int], BeforeValidator(split_list)]
+
+
+class BrokerSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    public_url: str = Field(
+        description="The broker's own URL, e.g. https://auth.preview.example.com. "
+        "The IdP redirect URI to register is <PUBLIC_URL>/oauth2/callback."
+    )
+    preview_domains: CommaList = Field(
+        description="Comma list of parent domains under which preview hosts live, e.g. preview.example.com."
+    )
+    secret_keys: CommaList = Field(
+        description="Comma list of signing keys (>= 32 characters each), newest last. "
+        "Add a new key at the end to rotate; tokens signed with older keys still verify."
+    )
+    provider: Literal["github", "oidc"] = Field(description="Identity provider kind: github or oidc.")
+    client_id: str = Field(min_length=1, description="OAuth client id registered at the identity provider.")
+    client_secret: str = Field(min_length=1, description="OAuth client secret.")
+    oidc_issuer: str = Field(
+        default="", description="OIDC issuer URL (discovery at <issuer>/.well-known/openid-configuration)."
+    )
+    oidc_scopes: CommaList = Field(
+        default=["openid", "email", "profile", "groups"], description="Scopes requested in gate mode (OIDC)."
+    )
+    oidc_groups_claim: str = Field(default="groups", description="ID-token/userinfo claim that lists groups.")
+    github_url: str = Field(
+        default="https://github.com", description="GitHub (Enterprise) web URL; the API is derived from it."
+    )
+    allowlist_source: Literal["static", "kubernetes"] = Field(
+        default="static", description="Where live preview hosts come from: static (ALLOWED_HOSTS) or kubernetes."
+    )
+    allowed_hosts: CommaList = Field(
+        default=[], description="Static allowlist of preview hosts (ALLOWLIST_SOURCE=static)."
+    )
+    allowed_ports: PortList = Field(
+        default=[], description="Extra ports allowed in redirect targets besides 443 (and 80 with ALLOW_HTTP)."
+    )
+    allow_http: bool = Field(
+        default=False, description="Local development only: accept http:// URLs and non-Secure cookies."
+    )
+    allowed_email_domains: CommaList = Field(
+        default=[], description="Gate mode: email domains allowed in (* = any verified email)."
+    )
+    allowed_groups: CommaList = Field(default=[], description="Gate mode (OIDC): user must be in one of these groups.")
+    github_orgs: CommaList = Field(default=[], description="Gate mode (GitHub): user must be in one of these orgs.")
+    github_teams: CommaList = Field(
+        default=[], description="Gate mode (GitHub): user must be in one of these teams (org/team-slug)."
+    )
+    relay_client_ids: CommaList = Field(
+        default=[], description="Client ids allowed to use relay mode (default: CLIENT_ID)."
+    )
+    state_ttl: int = Field(default=600, ge=30, le=3600, description="Seconds a login may take at the IdP.")
+    ticket_ttl: int = Field(default=60, ge=5, le=600, description="Seconds a post-login ticket is valid.")
+    session_ttl: int = Field(default=43200, ge=60, le=30 * 86400, description="Seconds a gate-mode session lasts.")
+    cookie_domain: str = Field(
+        default="",
+        description="RISKY, off by default: a parent domain for the session cookie so one login covers every "
+        "preview. Preview apps run untrusted PR code and would all receive that cookie.",
+    )
+    idp_timeout: float = Field(default=10.0, gt=0, le=120, description="Seconds to wait for the IdP.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
+    kube_namespace: str = Field(
+        default="preview-broker",
+        description="ALLOWLIST_SOURCE=kubernetes: namespace holding the published allowlist.",
+    )
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError("must be an absolute URL like https://auth.preview.example.com")
+        if parts.query or parts.fragment or parts.username:
+            raise ValueError("must not carry a query, fragment or userinfo")
+        return v.rstrip("/")
+
+    @field_validator("preview_domains")
+    @classmethod
+    def _domains(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("needs at least one parent domain, e.g. preview.example.com")
+        try:
+            return [normalize_host(d) for d in v]
+        except InvalidHost as exc:
+            raise ValueError(f"not a DNS name: {exc}") from None
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, v: list[str]) -> list[str]:
+        out = []
+        for h in v:
+            try:
+                out.append(normalize_host(h))
+            except InvalidHost as exc:
+                raise ValueError(f"{h!r} is not a host name: {exc}") from None
+        return out
+
+    @field_validator("secret_keys")
+    @classmethod
+    def _keys(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("needs at least one key (generate one: python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+        if any(len(k) < 32 for k in v):
+            raise ValueError("every key must be at least 32 characters")
+        return v
+
+    @field_validator("allowed_ports")
+    @classmethod
+    def _ports(cls, v: list[int]) -> list[int]:
+        if any(not 0 < p < 65536 for p in v):
+            raise ValueError("ports must be between 1 and 65535")
+        return v
+
+    @model_validator(mode="after")
+    def _combinations(self) -> BrokerSettings:
+        from broker.config import ConfigError, env_name
+
+        def fail(field: str, msg: str) -> None:
+            raise ConfigError(env_name(field), msg)
+
+        if urlsplit(self.public_url).scheme == "http" and not self.allow_http:
+            fail("public_url", "must be https (http only with PREVIEW_BROKER_ALLOW_HTTP=true, for local development)")
+        if self.provider == "oidc" and not self.oidc_issuer:
+            fail("oidc_issuer", "is required when PROVIDER=oidc")
+        if self.oidc_issuer and urlsplit(self.oidc_issuer).scheme not in ("https", "http"):
+            fail("oidc_issuer", "must be an http(s) URL")
+        domains = tuple(self.preview_domains)
+        for h in self.allowed_hosts:
+            if not is_under(h, domains):
+                fail("allowed_hosts", f"{h} is not under PREVIEW_DOMAINS ({', '.join(domains)})")
+        if self.allowlist_source == "static" and not self.allowed_hosts:
+            fail("allowed_hosts", "is empty; with ALLOWLIST_SOURCE=static list the preview hosts here")
+        if not (self.allowed_email_domains or self.allowed_groups or self.github_orgs or self.github_teams):
+            fail(
+                "allowed_email_domains",
+                "no authorization rule set; set ALLOWED_EMAIL_DOMAINS (or '*' to admit every verified user), "
+                "ALLOWED_GROUPS, GITHUB_ORGS or GITHUB_TEAMS",
+            )
+        if any("/" not in t for t in self.github_teams):
+            fail("github_teams", "entries must look like org/team-slug")
+        if self.cookie_domain:
+            try:
+                normalize_host(self.cookie_domain)
+            except InvalidHost:
+                fail("cookie_domain", "must be a parent domain like preview.example.com")
+        return self
+
+    # Derived values, computed once.
+    @property
+    def callback_url(self) -> str:
+        return self.public_url + "/oauth2/callback"
+
+    @property
+    def public_host(self) -> str:
+        return normalize_host(urlsplit(self.public_url).hostname or "")
+
+    @property
+    def relay_clients(self) -> frozenset[str]:
+        return frozenset(self.relay_client_ids or [self.client_id])
+
+    @property
+    def secure_cookies(self) -> bool:
+        return urlsplit(self.public_url).scheme == "https"

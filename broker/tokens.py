@@ -1,0 +1,71 @@
+"""Signed, expiring tokens: the OAuth state envelope, login tickets and sessions.
+
+Each kind has its own salt, so a token minted for one purpose never verifies as
+another (a session cookie pasted into `state` is just a bad signature).  Keys
+rotate: `SECRET_KEYS` is a list, newest last; itsdangerous signs with the last
+and verifies with every one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
+
+from broker.clock import Clock
+
+STATE_SALT = "preview-broker.io/state"
+TICKET_SALT = "preview-broker.io/ticket"
+SESSION_SALT = "preview-broker.io/session"
+MAX_TOKEN_LENGTH = 8192
+
+
+class TokenError(Exception):
+    """A token did not verify; `reason` is logged, never shown verbatim."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Serializers:
+    state: URLSafeTimedSerializer
+    ticket: URLSafeTimedSerializer
+    session: URLSafeTimedSerializer
+
+
+def make_serializers(secret_keys: list[str], clock: Clock) -> Serializers:
+    class _Signer(TimestampSigner):
+        # itsdangerous asks the signer for "now" both when signing and when
+        # checking max_age; routing it through our clock makes expiry testable.
+        def get_timestamp(self) -> int:
+            return int(clock())
+
+    def build(salt: str) -> URLSafeTimedSerializer:
+        return URLSafeTimedSerializer(secret_keys, salt=salt, signer=_Signer)
+
+    return Serializers(build(STATE_SALT), build(TICKET_SALT), build(SESSION_SALT))
+
+
+def dump(serializer: URLSafeTimedSerializer, payload: dict[str, Any]) -> str:
+    return serializer.dumps(payload)
+
+
+def load(serializer: URLSafeTimedSerializer, token: str | None, max_age: int) -> dict[str, Any]:
+    if not token:
+        raise TokenError("missing")
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise TokenError("oversized")
+    try:
+        payload = serializer.loads(token, max_age=max_age)
+    except SignatureExpired:
+        raise TokenError("expired") from None
+    except BadSignature:
+        raise TokenError("bad_signature") from None
+    except Exception:  # malformed base64/JSON inside a validly-shaped token
+        raise TokenError("malformed") from None
+    if not isinstance(payload, dict):
+        raise TokenError("malformed")
+    return payload

@@ -1,0 +1,1 @@
+"""preview-broker controller: allowlist publisher and preview-environment lifecycle."""

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import respx
+from starlette.testclient import TestClient
+
+from broker.allowlist import MutableAllowlist
+from broker.app import create_app
+from broker.clock import FrozenClock
+from broker.settings import BrokerSettings
+from tests.broker.fakeidp import CLIENT_ID, CLIENT_SECRET, ISSUER, FakeIdP
+
+PUBLIC = "https://auth.preview.example.com"
+PR1 = "pr-1.preview.example.com"
+PR2 = "pr-2.preview.example.com"
+KEY_OLD = "old-key-" + "o" * 32
+KEY_NEW = "new-key-" + "n" * 32
+
+
+def make_settings(**overrides: Any) -> BrokerSettings:
+    values: dict[str, Any] = {
+        "public_url": PUBLIC,
+        "preview_domains": ["preview.example.com"],
+        "secret_keys": [KEY_NEW],
+        "provider": "oidc",
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        "oidc_issuer": ISSUER,
+        "allowed_hosts": [PR1, PR2],
+        "allowed_email_domains": ["example.com"],
+    }
+    values.update(overrides)
+    return BrokerSettings.model_validate(values)
+
+
+@pytest.fixture
+def allowlist() -> MutableAllowlist:
+    return MutableAllowlist({PR1, PR2})
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    import time
+
+    return FrozenClock(time.time())
+
+
+@pytest.fixture
+def idp() -> Iterator[FakeIdP]:
+    with respx.mock(assert_all_called=False) as router:
+        yield FakeIdP(router).install()
+
+
+@pytest.fixture
+def settings() -> BrokerSettings:
+    return make_settings()
+
+
+@pytest.fixture
+def client(settings: BrokerSettings, allowlist: MutableAllowlist, clock: FrozenClock, idp: FakeIdP) -> Iterator[TestClient]:
+    app = create_app(settings, allowlist=allowlist, clock=clock)
+    with TestClient(app, base_url=PUBLIC, follow_redirects=False) as c:
+        yield c
