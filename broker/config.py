@@ -100,7 +100,12 @@ def describe(model: type[BaseModel]) -> str:
     """Help text: one entry per setting, from the model's field descriptions."""
     lines = []
     for name, field in model.model_fields.items():
-        default = "" if field.is_required() else f" [default: {_show_default(field.default)}]"
+        if field.is_required():
+            default = ""
+        elif field.default_factory is not None:
+            default = " [default: computed at start-up]"
+        else:
+            default = f" [default: {_show_default(field.default)}]"
         req = " (required)" if field.is_required() else ""
         lines.append(f"  {env_name(name)}{req}{default}\n      {field.description or ''}")
     return "\n".join(lines)

@@ -51,9 +51,10 @@ class ControllerSettings(BaseModel):
     database_source_name: str = Field(default="", description="serverName of the source cluster's backups.")
     database_destination_path: str = Field(default="", description="s3://bucket/path of the source cluster's backups.")
     database_s3_secret: str = Field(
-        default="", description="Secret (in each preview namespace) with ACCESS_KEY_ID/ACCESS_SECRET_KEY for backups."
+        default="",
+        description="Secret (in each preview namespace) with ACCESS_KEY_ID/ACCESS_SECRET_KEY for the backups; "
+        "empty = inherit the IAM role (IRSA).",
     )
-    database_object_store: str = Field(default="", description="Plugin mode: name of the barmancloud ObjectStore.")
     database_storage_size: str = Field(default="1Gi", description="Storage of the cloned database.")
     database_instances: int = Field(default=1, ge=1, le=5, description="Instances of the cloned database.")
     bucket_default: bool = Field(default=False, description="Create an S3 bucket unless a namespace opts out.")
@@ -101,8 +102,8 @@ class ControllerSettings(BaseModel):
 
         if self.database_default and not self.database_destination_path:
             raise ConfigError(env_name("database_destination_path"), "is required when DATABASE_DEFAULT=true")
-        if self.database_mode == "plugin" and self.database_default and not self.database_object_store:
-            raise ConfigError(env_name("database_object_store"), "is required when DATABASE_MODE=plugin")
+        if self.database_destination_path and not self.database_destination_path.startswith("s3://"):
+            raise ConfigError(env_name("database_destination_path"), "must look like s3://bucket/path")
         return self
 
     @property

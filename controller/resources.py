@@ -1,0 +1,134 @@
+"""The objects a preview environment gets: pure builders, no I/O."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+from controller import names
+from controller.settings import ControllerSettings
+
+DATABASE_NAME = "preview-db"
+OBJECT_STORE_NAME = "preview-db-origin"
+BUCKET_OBJECT_NAME = "preview-bucket"
+BARMAN_PLUGIN = "barman-cloud.cloudnative-pg.io"
+ORIGIN = "origin"
+
+
+def _labels() -> dict[str, str]:
+    return {names.LABEL_MANAGED: names.MANAGER}
+
+
+def bucket_name(namespace: str, uid: str, settings: ControllerSettings) -> str:
+    """Deterministic, DNS-valid, globally unique S3 bucket name of at most 63 characters.
+
+    prefix-namespace-<8 hex of the namespace UID>[-suffix]: the UID part keeps a
+    re-created namespace of the same name from colliding with a bucket still
+    being deleted; the suffix (e.g. the AWS account id) separates installations.
+    """
+    digest = hashlib.sha256(f"{namespace}/{uid}".encode()).hexdigest()[:8]
+    suffix = f"-{settings.bucket_suffix}" if settings.bucket_suffix else ""
+    fixed = f"-{digest}{suffix}"
+    stem = re.sub(r"[^a-z0-9-]+", "-", f"{settings.bucket_prefix}-{namespace}".lower())
+    stem = re.sub(r"-{2,}", "-", stem).strip("-")[: 63 - len(fixed)].rstrip("-")
+    name = f"{stem}{fixed}"
+    name = re.sub(r"[^a-z0-9-]+", "-", name.lower())
+    return name.strip("-")[:63]
+
+
+def bucket(namespace: str, uid: str, settings: ControllerSettings) -> dict[str, Any]:
+    return {
+        "apiVersion": "s3.services.k8s.aws/v1alpha1",
+        "kind": "Bucket",
+        "metadata": {
+            "name": BUCKET_OBJECT_NAME,
+            "namespace": namespace,
+            "labels": _labels(),
+            # ACK reads the deletion policy from this annotation; explicit, never the controller default.
+            "annotations": {"services.k8s.aws/deletion-policy": settings.bucket_deletion_policy},
+        },
+        "spec": {"name": bucket_name(namespace, uid, settings)},
+    }
+
+
+def _s3_credentials(settings: ControllerSettings) -> dict[str, Any]:
+    if not settings.database_s3_secret:
+        return {"inheritFromIAMRole": True}
+    secret = settings.database_s3_secret
+    return {
+        "accessKeyId": {"name": secret, "key": "ACCESS_KEY_ID"},
+        "secretAccessKey": {"name": secret, "key": "ACCESS_SECRET_KEY"},
+    }
+
+
+def database_objects(namespace: str, settings: ControllerSettings) -> list[dict[str, Any]]:
+    """A CNPG Cluster recovered from the source's S3 backups, with no WAL archiving at all.
+
+    Leaving out `spec.backup` (in-tree) and any WAL-archiver plugin (plugin form)
+    is deliberate: a clone that archived into the source's path would corrupt
+    the source cluster's backup catalogue.
+    """
+    cluster: dict[str, Any] = {
+        "apiVersion": "postgresql.cnpg.io/v1",
+        "kind": "Cluster",
+        "metadata": {"name": DATABASE_NAME, "namespace": namespace, "labels": _labels()},
+        "spec": {
+            "instances": settings.database_instances,
+            "storage": {"size": settings.database_storage_size},
+            "bootstrap": {"recovery": {"source": ORIGIN}},
+        },
+    }
+    objects: list[dict[str, Any]] = []
+    if settings.database_mode == "plugin":
+        objects.append(
+            {
+                "apiVersion": "barmancloud.cnpg.io/v1",
+                "kind": "ObjectStore",
+                "metadata": {"name": OBJECT_STORE_NAME, "namespace": namespace, "labels": _labels()},
+                "spec": {
+                    "configuration": {
+                        "destinationPath": settings.database_destination_path,
+                        "s3Credentials": _s3_credentials(settings),
+                    }
+                },
+            }
+        )
+        cluster["spec"]["externalClusters"] = [
+            {
+                "name": ORIGIN,
+                "plugin": {
+                    "name": BARMAN_PLUGIN,
+                    "parameters": {
+                        "barmanObjectName": OBJECT_STORE_NAME,
+                        "serverName": settings.database_source_name or ORIGIN,
+                    },
+                },
+            }
+        ]
+    else:
+        cluster["spec"]["externalClusters"] = [
+            {
+                "name": ORIGIN,
+                "barmanObjectStore": {
+                    "destinationPath": settings.database_destination_path,
+                    "serverName": settings.database_source_name or ORIGIN,
+                    "s3Credentials": _s3_credentials(settings),
+                    "wal": {"maxParallel": 8},
+                },
+            }
+        ]
+    objects.append(cluster)
+    return objects
+
+
+PLURALS = {
+    "Cluster": ("postgresql.cnpg.io/v1", "clusters"),
+    "ObjectStore": ("barmancloud.cnpg.io/v1", "objectstores"),
+    "Bucket": ("s3.services.k8s.aws/v1alpha1", "buckets"),
+}
+
+
+def collection_path(obj: dict[str, Any]) -> str:
+    api_version, plural = PLURALS[obj["kind"]]
+    return f"/apis/{api_version}/namespaces/{obj['metadata']['namespace']}/{plural}"

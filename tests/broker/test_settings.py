@@ -1,0 +1,112 @@
+"""Settings: typed, one-line errors naming the setting, --help covering every setting."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from broker.config import ConfigError, load
+from broker.settings import BrokerSettings
+
+BASE = {
+    "PREVIEW_BROKER_PUBLIC_URL": "https://auth.preview.example.com",
+    "PREVIEW_BROKER_PREVIEW_DOMAINS": "preview.example.com",
+    "PREVIEW_BROKER_SECRET_KEYS": "k" * 32,
+    "PREVIEW_BROKER_PROVIDER": "oidc",
+    "PREVIEW_BROKER_OIDC_ISSUER": "https://idp.example.org",
+    "PREVIEW_BROKER_CLIENT_ID": "c",
+    "PREVIEW_BROKER_CLIENT_SECRET": "s",
+    "PREVIEW_BROKER_ALLOWED_HOSTS": "pr-1.preview.example.com, PR-2.preview.example.com.",
+    "PREVIEW_BROKER_ALLOWED_EMAIL_DOMAINS": "example.com",
+}
+
+
+def test_valid_environment() -> None:
+    s = load(BrokerSettings, BASE)
+    assert s.allowed_hosts == ["pr-1.preview.example.com", "pr-2.preview.example.com"]
+    assert s.callback_url == "https://auth.preview.example.com/oauth2/callback"
+    assert s.relay_clients == frozenset({"c"})
+
+
+@pytest.mark.parametrize(
+    ("change", "setting", "words"),
+    [
+        ({"PREVIEW_BROKER_PUBLIC_URL": None}, "PREVIEW_BROKER_PUBLIC_URL", "required"),
+        ({"PREVIEW_BROKER_PUBLIC_URL": "auth.example.com"}, "PREVIEW_BROKER_PUBLIC_URL", "absolute URL"),
+        ({"PREVIEW_BROKER_PUBLIC_URL": "http://auth.preview.example.com"}, "PREVIEW_BROKER_PUBLIC_URL", "https"),
+        ({"PREVIEW_BROKER_SECRET_KEYS": "short"}, "PREVIEW_BROKER_SECRET_KEYS", "32"),
+        ({"PREVIEW_BROKER_SECRET_KEYS": ""}, "PREVIEW_BROKER_SECRET_KEYS", "at least one"),
+        ({"PREVIEW_BROKER_PROVIDER": "gitlab"}, "PREVIEW_BROKER_PROVIDER", "github"),
+        ({"PREVIEW_BROKER_OIDC_ISSUER": None}, "PREVIEW_BROKER_OIDC_ISSUER", "PROVIDER=oidc"),
+        ({"PREVIEW_BROKER_ALLOWED_HOSTS": "evil.com"}, "PREVIEW_BROKER_ALLOWED_HOSTS", "not under"),
+        ({"PREVIEW_BROKER_ALLOWED_HOSTS": "a b"}, "PREVIEW_BROKER_ALLOWED_HOSTS", "not a host"),
+        ({"PREVIEW_BROKER_ALLOWED_HOSTS": ""}, "PREVIEW_BROKER_ALLOWED_HOSTS", "empty"),
+        ({"PREVIEW_BROKER_PREVIEW_DOMAINS": ""}, "PREVIEW_BROKER_PREVIEW_DOMAINS", "at least one"),
+        ({"PREVIEW_BROKER_ALLOWED_EMAIL_DOMAINS": None}, "PREVIEW_BROKER_ALLOWED_EMAIL_DOMAINS", "authorization rule"),
+        ({"PREVIEW_BROKER_STATE_TTL": "forever"}, "PREVIEW_BROKER_STATE_TTL", "integer"),
+        ({"PREVIEW_BROKER_STATE_TTL": "5"}, "PREVIEW_BROKER_STATE_TTL", "greater"),
+        ({"PREVIEW_BROKER_ALLOW_HTTP": "maybe"}, "PREVIEW_BROKER_ALLOW_HTTP", "boolean"),
+        ({"PREVIEW_BROKER_ALLOWED_PORTS": "70000"}, "PREVIEW_BROKER_ALLOWED_PORTS", "65535"),
+        ({"PREVIEW_BROKER_GITHUB_TEAMS": "justateam"}, "PREVIEW_BROKER_GITHUB_TEAMS", "org/team"),
+        ({"PREVIEW_BROKER_PUBLC_URL": "x"}, "PREVIEW_BROKER_PUBLC_URL", "unknown setting"),
+    ],
+)
+def test_bad_setting_names_itself(change, setting, words) -> None:
+    env = {**BASE, **change}
+    env = {k: v for k, v in env.items() if v is not None}
+    with pytest.raises(ConfigError) as err:
+        load(BrokerSettings, env)
+    assert err.value.setting == setting
+    assert words in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_secret_values_are_never_echoed() -> None:
+    with pytest.raises(ConfigError) as err:
+        load(BrokerSettings, {**BASE, "PREVIEW_BROKER_SECRET_KEYS": "tooshort-secret"})
+    assert "tooshort-secret" not in str(err.value)
+
+
+def test_controller_settings_are_not_typos_for_the_broker() -> None:
+    from controller.settings import ControllerSettings
+
+    load(BrokerSettings, {**BASE, "PREVIEW_BROKER_DEFAULT_TTL": "72h"}, known=ControllerSettings.model_fields)
+
+
+def test_config_file_is_overridden_by_environment(tmp_path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("state_ttl: 120\nsession_ttl: 3600\n")
+    s = load(BrokerSettings, {**BASE, "PREVIEW_BROKER_STATE_TTL": "300"}, config_file=f)
+    assert (s.state_ttl, s.session_ttl) == (300, 3600)
+
+
+def test_bad_config_file() -> None:
+    with pytest.raises(ConfigError) as err:
+        load(BrokerSettings, BASE, config_file=__import__("pathlib").Path("/nonexistent.yaml"))
+    assert err.value.setting == "--config"
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "broker.cli", *args], capture_output=True, text=True, env=env or {"PATH": "/usr/bin"}
+    )
+
+
+def test_cli_missing_setting_is_one_line_exit_2() -> None:
+    proc = _cli("broker")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == ["preview-broker: PREVIEW_BROKER_PUBLIC_URL: is required but not set"]
+
+
+def test_cli_help_lists_every_setting() -> None:
+    from controller.settings import ControllerSettings
+
+    broker_help = _cli("broker", "--help").stdout
+    controller_help = _cli("controller", "--help").stdout
+    for name in BrokerSettings.model_fields:
+        assert f"PREVIEW_BROKER_{name.upper()}" in broker_help
+    for name in ControllerSettings.model_fields:
+        assert f"PREVIEW_BROKER_{name.upper()}" in controller_help
+    assert "PydanticUndefined" not in controller_help

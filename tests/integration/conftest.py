@@ -1,0 +1,99 @@
+"""Session fixtures for the real control plane and the real Dex.
+
+Both are built by scripts/testbin when missing; a build failure fails the tests
+with the reason, it never skips them.  Component logs are attached to the report
+of any failing test.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.controlplane import ControlPlane, cleanup, install_crds, start_control_plane
+from tests.support.dex import Dex, start_dex
+from tests.support.procs import Proc, free_port, http_ok, wait_until
+
+BROKER_PORT = free_port()
+PUBLIC = f"http://auth.localhost:{BROKER_PORT}"
+_live: list[object] = []
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory) -> Iterator[ControlPlane]:
+    cp = start_control_plane(tmp_path_factory.mktemp("controlplane"))
+    _live.append(cp)
+    try:
+        install_crds(cp)
+        yield cp
+    finally:
+        _live.remove(cp)
+        cleanup(cp)
+
+
+@pytest.fixture(scope="session")
+def dex(tmp_path_factory) -> Iterator[Dex]:
+    d = start_dex(tmp_path_factory.mktemp("dex"), [f"{PUBLIC}/oauth2/callback"])
+    _live.append(d.proc)
+    try:
+        yield d
+    finally:
+        _live.remove(d.proc)
+        d.stop()
+
+
+def broker_env(**overrides: str) -> dict[str, str]:
+    from tests.support.dex import DEX_CLIENT_ID, DEX_CLIENT_SECRET
+
+    env = {
+        "PREVIEW_BROKER_PUBLIC_URL": PUBLIC,
+        "PREVIEW_BROKER_PREVIEW_DOMAINS": "preview.localhost",
+        "PREVIEW_BROKER_ALLOWED_HOSTS": "pr-1.preview.localhost,pr-2.preview.localhost",
+        "PREVIEW_BROKER_ALLOWED_PORTS": str(BROKER_PORT),
+        "PREVIEW_BROKER_ALLOW_HTTP": "true",
+        "PREVIEW_BROKER_PROVIDER": "oidc",
+        "PREVIEW_BROKER_CLIENT_ID": DEX_CLIENT_ID,
+        "PREVIEW_BROKER_CLIENT_SECRET": DEX_CLIENT_SECRET,
+        "PREVIEW_BROKER_SECRET_KEYS": "integration-test-key-" + "x" * 32,
+        "PREVIEW_BROKER_ALLOWED_EMAIL_DOMAINS": "example.com",
+    }
+    env.update(overrides)
+    return env
+
+
+@pytest.fixture(scope="session")
+def broker_proc(dex: Dex, tmp_path_factory) -> Iterator[Proc]:
+    """The broker as users run it: `preview-broker broker`, a real uvicorn process."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREVIEW_BROKER_")}
+    env.update(broker_env(PREVIEW_BROKER_OIDC_ISSUER=dex.issuer))
+    proc = Proc(
+        "broker",
+        [sys.executable, "-m", "broker.cli", "broker", "--host", "127.0.0.1", "--port", str(BROKER_PORT)],
+        Path(tmp_path_factory.mktemp("broker")) / "broker.log",
+        env=env,
+    )
+    proc.env = env
+    proc.start()
+    _live.append(proc)
+    try:
+        wait_until(http_ok(f"http://127.0.0.1:{BROKER_PORT}/readyz"), "broker /readyz", 30, proc)
+        yield proc
+    finally:
+        _live.remove(proc)
+        proc.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and _live:
+        for thing in _live:
+            if isinstance(thing, ControlPlane):
+                report.sections.append(("control plane logs", thing.logs()))
+            elif isinstance(thing, Proc):
+                report.sections.append((f"{thing.name} log", thing.tail(60)))

@@ -1,0 +1,55 @@
+"""The real Dex identity provider on loopback: memory storage, one static client and user."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from tests.support.procs import Proc, free_port, http_ok, wait_until
+from tests.support.testbin import binary
+
+DEX_CLIENT_ID = "preview-broker"
+DEX_CLIENT_SECRET = "dex-client-secret-for-tests-only"
+DEX_USER_EMAIL = "admin@example.com"
+DEX_USER_PASSWORD = "password"
+# bcrypt("password"), the example hash from Dex's own documentation.
+DEX_USER_HASH = "$2a$10$2b2cU8CPhOTaGrs1HRQuAueS7JTT5ZHsHSzYiFPm1leZck7Mc8T4W"
+
+
+@dataclass
+class Dex:
+    proc: Proc
+    issuer: str
+    port: int
+
+    def stop(self) -> None:
+        self.proc.stop()
+
+
+def start_dex(workdir: Path, redirect_uris: list[str], extra_clients: list[dict] | None = None) -> Dex:
+    port = free_port()
+    issuer = f"http://127.0.0.1:{port}/dex"
+    config = {
+        "issuer": issuer,
+        "storage": {"type": "memory"},
+        "web": {"http": f"127.0.0.1:{port}"},
+        "logger": {"level": "info", "format": "json"},
+        "oauth2": {"skipApprovalScreen": True, "responseTypes": ["code"]},
+        "enablePasswordDB": True,
+        "staticPasswords": [
+            {"email": DEX_USER_EMAIL, "hash": DEX_USER_HASH, "username": "admin", "userID": "08a8684b-db88-4b73-90a9-3cd1661f5466"}
+        ],
+        "staticClients": [
+            {"id": DEX_CLIENT_ID, "secret": DEX_CLIENT_SECRET, "name": "preview-broker", "redirectURIs": redirect_uris},
+            *(extra_clients or []),
+        ],
+        "connectors": [{"type": "mockCallback", "id": "mock", "name": "Mock"}],
+    }
+    workdir.mkdir(parents=True, exist_ok=True)
+    cfg = workdir / "dex.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    proc = Proc("dex", [str(binary("dex")), "serve", str(cfg)], workdir / "dex.log").start()
+    wait_until(http_ok(f"{issuer}/.well-known/openid-configuration"), "Dex discovery", 30, proc)
+    return Dex(proc, issuer, port)
