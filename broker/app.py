@@ -484,7 +484,7 @@ def build_allowlist(settings: BrokerSettings) -> AllowlistSource:
     if settings.allowlist_source == "kubernetes":
         from broker.kube_allowlist import KubernetesAllowlist
 
-        return KubernetesAllowlist(namespace=settings.kube_namespace)
+        return KubernetesAllowlist()
     return StaticAllowlist(settings.allowed_hosts)
 
 

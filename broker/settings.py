@@ -74,10 +74,6 @@ class BrokerSettings(BaseModel):
     )
     idp_timeout: float = Field(default=10.0, gt=0, le=120, description="Seconds to wait for the IdP.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
-    kube_namespace: str = Field(
-        default="preview-broker",
-        description="ALLOWLIST_SOURCE=kubernetes: namespace holding the published allowlist.",
-    )
 
     @field_validator("public_url")
     @classmethod

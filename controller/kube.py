@@ -74,6 +74,12 @@ class Kube:
             raise NoConfig(f"no Kubernetes credentials: set KUBECONFIG or run in a pod ({exc})") from None
         return cls(k8s.ApiClient(configuration))
 
+    @classmethod
+    async def from_kubeconfig(cls, path: str) -> Kube:
+        configuration = k8s.Configuration()
+        await k8s_config.load_kube_config(config_file=path, client_configuration=configuration)
+        return cls(k8s.ApiClient(configuration))
+
     async def close(self) -> None:
         await self.api.close()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+import ssl
 import shutil
 import tempfile
 import time
@@ -42,7 +43,7 @@ class ControlPlane:
         return httpx.Client(
             base_url=self.api_url,
             headers={"Authorization": f"Bearer {token or self.admin_token}"},
-            verify=str(self.ca_file),
+            verify=ssl.create_default_context(cafile=str(self.ca_file)),
             timeout=30,
         )
 
@@ -193,11 +194,12 @@ def start_control_plane(workdir: Path | None = None) -> ControlPlane:
 
 
 def install_crds(cp: ControlPlane) -> list[str]:
-    """Apply the real CNPG, Barman Cloud and ACK S3 CRDs; wait until they are Established."""
+    """Apply the real CNPG, Barman Cloud and ACK S3 CRDs and our own; wait until Established."""
     crd_dir = testbin_dir("crds") / "crds"
+    own = Path(__file__).resolve().parents[2] / "helm" / "preview-broker" / "crds"
     names = []
     with cp.client() as c:
-        for f in sorted(crd_dir.glob("*.yaml")):
+        for f in sorted(crd_dir.glob("*.yaml")) + sorted(own.glob("*.yaml")):
             for doc in yaml.safe_load_all(f.read_text()):
                 if not doc:
                     continue

@@ -1,0 +1,112 @@
+"""ALLOWLIST_SOURCE=kubernetes: a read-only watch of PreviewEnvironment objects.
+
+The controller publishes each preview's live hosts in `status.allowedHosts` and
+empties it first when the preview ends.  The broker keeps a host -> preview map
+in memory (O(1) lookups) and is ready once the first list has arrived.  As a
+second line of defence it also drops the hosts of any object that is being
+deleted or is in a non-live phase, whatever its status still says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from broker.hosts import InvalidHost, normalize_host
+
+log = logging.getLogger("preview_broker.allowlist")
+
+PATH = "/apis/preview-broker.io/v1alpha1/previewenvironments"
+NOT_LIVE = frozenset({"Expired", "Terminating"})
+
+
+def live_hosts(obj: dict[str, Any]) -> frozenset[str]:
+    meta = obj.get("metadata") or {}
+    status = obj.get("status") or {}
+    if meta.get("deletionTimestamp") or status.get("phase") in NOT_LIVE:
+        return frozenset()
+    out = set()
+    for raw in status.get("allowedHosts") or []:
+        try:
+            out.add(normalize_host(str(raw)))
+        except InvalidHost:
+            continue
+    return frozenset(out)
+
+
+class HostIndex:
+    """host -> owning preview, rebuilt on sync and patched on every event."""
+
+    def __init__(self) -> None:
+        self._by_preview: dict[str, frozenset[str]] = {}
+        self._owner: dict[str, str] = {}
+
+    def __contains__(self, host: object) -> bool:
+        return host in self._owner
+
+    def __len__(self) -> int:
+        return len(self._owner)
+
+    def replace_all(self, items: list[dict[str, Any]]) -> None:
+        by_preview = {o["metadata"]["name"]: live_hosts(o) for o in items if o.get("metadata", {}).get("name")}
+        owner = {h: name for name, hosts in by_preview.items() for h in hosts}
+        self._by_preview, self._owner = by_preview, owner  # swap at once: lookups never see a half-built map
+
+    def apply(self, event: str, obj: dict[str, Any]) -> None:
+        name = (obj.get("metadata") or {}).get("name")
+        if not name:
+            return
+        old = self._by_preview.pop(name, frozenset())
+        new = frozenset() if event == "DELETED" else live_hosts(obj)
+        for host in old - new:
+            if self._owner.get(host) == name:
+                del self._owner[host]
+        for host in new:
+            self._owner[host] = name
+        if new:
+            self._by_preview[name] = new
+
+
+class KubernetesAllowlist:
+    def __init__(self, kube: Any = None) -> None:
+        self._index = HostIndex()
+        self._kube = kube
+        self._own_kube = kube is None
+        self._task: asyncio.Task[None] | None = None
+        self._watcher: Any = None
+
+    @property
+    def ready(self) -> bool:
+        return self._watcher is not None and self._watcher.synced.is_set()
+
+    def __contains__(self, host: object) -> bool:
+        return host in self._index
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    async def start(self) -> None:
+        from controller.kube import Kube
+        from controller.watch import Watcher
+
+        if self._kube is None:
+            self._kube = await Kube.connect()
+        self._watcher = Watcher(
+            self._kube,
+            PATH,
+            name="previewenvironments",
+            on_sync=self._index.replace_all,
+            on_event=self._index.apply,
+        )
+        self._task = asyncio.create_task(self._watcher.run(), name="allowlist-watch")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        if self._own_kube and self._kube is not None:
+            await self._kube.close()

@@ -1,0 +1,365 @@
+"""The controller loop: watches feed caches, a queue feeds reconciles, reconciles apply plans.
+
+Level-triggered: a reconcile reads only the caches (the current state), asks
+policy.plan() for the desired state, and applies the difference.  Running it
+twice, or after a restart, changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from controller import names, policy, resources
+from controller.kube import ApiError, Kube, KubeError
+from controller.metrics import ControllerMetrics
+from controller.queue import WorkQueue
+from controller.settings import ControllerSettings
+from controller.watch import Watcher
+
+log = logging.getLogger("preview_broker.controller")
+
+PE_PATH = f"/apis/{names.GROUP}/{names.VERSION}/{names.PLURAL}"
+MANAGED_SELECTOR = f"{names.LABEL_MANAGED}={names.MANAGER}"
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Cache:
+    def __init__(self) -> None:
+        self.namespaces: dict[str, policy.NamespaceView] = {}
+        self.ingresses: dict[str, dict[str, policy.IngressView]] = {}
+        self.previews: dict[str, dict[str, Any]] = {}
+        self.clusters: dict[str, dict[str, Any]] = {}
+        self.buckets: dict[str, dict[str, Any]] = {}
+
+
+def _ns_of(obj: dict[str, Any]) -> str:
+    return (obj.get("metadata") or {}).get("namespace", "")
+
+
+def _name_of(obj: dict[str, Any]) -> str:
+    return (obj.get("metadata") or {}).get("name", "")
+
+
+class Controller:
+    def __init__(
+        self,
+        kube: Kube,
+        settings: ControllerSettings,
+        *,
+        clock: Clock = utcnow,
+        metrics: ControllerMetrics | None = None,
+        workers: int = 4,
+    ) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.clock = clock
+        self.metrics = metrics or ControllerMetrics()
+        self.workers = workers
+        self.cache = Cache()
+        self.claims = policy.ClaimIndex()
+        self.queue = WorkQueue()
+        self.domains = tuple(settings.preview_domains)
+        self.watchers: list[Watcher] = []
+        self.available_kinds: set[str] = set()
+
+    # --- watch handlers: update the cache, enqueue the namespaces affected -----------
+    def _sync_namespaces(self, items: list[dict[str, Any]]) -> None:
+        fresh = {_name_of(o): policy.NamespaceView.from_object(o) for o in items}
+        for gone in set(self.cache.namespaces) - set(fresh):
+            self.queue.add(gone)
+        self.cache.namespaces = fresh
+        for name in fresh:
+            self.queue.add(name)
+
+    def _on_namespace(self, event: str, obj: dict[str, Any]) -> None:
+        name = _name_of(obj)
+        if event == "DELETED":
+            self.cache.namespaces.pop(name, None)
+        else:
+            self.cache.namespaces[name] = policy.NamespaceView.from_object(obj)
+        self.queue.add(name)
+
+    def _sync_ingresses(self, items: list[dict[str, Any]]) -> None:
+        fresh: dict[str, dict[str, policy.IngressView]] = {}
+        for o in items:
+            fresh.setdefault(_ns_of(o), {})[_name_of(o)] = policy.IngressView.from_object(o)
+        touched = set(fresh) | set(self.cache.ingresses)
+        self.cache.ingresses = fresh
+        for ns in touched:
+            if ns in self.cache.namespaces:
+                self.queue.add(ns)
+
+    def _on_ingress(self, event: str, obj: dict[str, Any]) -> None:
+        ns, name = _ns_of(obj), _name_of(obj)
+        if event == "DELETED":
+            self.cache.ingresses.get(ns, {}).pop(name, None)
+        else:
+            self.cache.ingresses.setdefault(ns, {})[name] = policy.IngressView.from_object(obj)
+        if ns in self.cache.namespaces:
+            self.queue.add(ns)
+
+    def _keyed_sync(self, store: dict[str, dict[str, Any]], key: Callable[[dict[str, Any]], str]):
+        def sync(items: list[dict[str, Any]]) -> None:
+            fresh = {key(o): o for o in items}
+            touched = set(fresh) | set(store)
+            store.clear()
+            store.update(fresh)
+            for k in touched:
+                self.queue.add(k)
+
+        def on_event(event: str, obj: dict[str, Any]) -> None:
+            k = key(obj)
+            if event == "DELETED":
+                store.pop(k, None)
+            else:
+                store[k] = obj
+            self.queue.add(k)
+
+        return sync, on_event
+
+    def _watchers(self) -> list[Watcher]:
+        restart = self.metrics.watch_restarts
+
+        def w(path: str, name: str, sync, event, selector: str | None = None) -> Watcher:
+            return Watcher(
+                self.kube, path, name=name, on_sync=sync, on_event=event, label_selector=selector,
+                on_restart=lambda reason, n=name: restart.labels(n, reason).inc(),
+            )
+
+        pe_sync, pe_event = self._keyed_sync(self.cache.previews, _name_of)
+        cl_sync, cl_event = self._keyed_sync(self.cache.clusters, _ns_of)
+        bk_sync, bk_event = self._keyed_sync(self.cache.buckets, _ns_of)
+        out = [
+            w("/api/v1/namespaces", "namespaces", self._sync_namespaces, self._on_namespace,
+              self.settings.namespace_selector),
+            w("/apis/networking.k8s.io/v1/ingresses", "ingresses", self._sync_ingresses, self._on_ingress),
+            w(PE_PATH, "previewenvironments", pe_sync, pe_event),
+        ]
+        # CloudNativePG and ACK are optional: watch their objects only where their CRDs are served.
+        if "Cluster" in self.available_kinds:
+            out.append(w("/apis/postgresql.cnpg.io/v1/clusters", "cnpg-clusters", cl_sync, cl_event, MANAGED_SELECTOR))
+        if "Bucket" in self.available_kinds:
+            out.append(w("/apis/s3.services.k8s.aws/v1alpha1/buckets", "ack-buckets", bk_sync, bk_event, MANAGED_SELECTOR))
+        return out
+
+    async def _discover(self) -> None:
+        self.available_kinds = set()
+        for kind, (api_version, plural) in resources.PLURALS.items():
+            try:
+                doc = await self.kube.get(f"/apis/{api_version}")
+            except ApiError as exc:
+                if exc.not_found:
+                    continue
+                raise
+            if any(r.get("name") == plural for r in doc.get("resources") or []):
+                self.available_kinds.add(kind)
+        log.info("optional_apis", extra={"available": sorted(self.available_kinds)})
+
+    # --- the loop ------------------------------------------------------------------------
+    async def run(self) -> None:
+        await self._discover()
+        self.watchers = self._watchers()
+        tasks = [asyncio.create_task(w.run(), name=f"watch-{w.name}") for w in self.watchers]
+        try:
+            await asyncio.gather(*(w.synced.wait() for w in self.watchers))
+            log.info("caches_synced", extra={"namespaces": len(self.cache.namespaces)})
+            tasks += [asyncio.create_task(self._worker(), name=f"worker-{i}") for i in range(self.workers)]
+            tasks.append(asyncio.create_task(self._resync(), name="resync"))
+            await asyncio.gather(*tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    @property
+    def synced(self) -> bool:
+        return bool(self.watchers) and all(w.synced.is_set() for w in self.watchers)
+
+    async def _resync(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.resync_period)
+            for name in set(self.cache.namespaces) | set(self.cache.previews):
+                self.queue.add(name)
+
+    async def _worker(self) -> None:
+        while True:
+            name = await self.queue.get()
+            started = time.perf_counter()
+            try:
+                await self.reconcile(name)
+            except KubeError as exc:
+                self.metrics.reconcile_errors.inc()
+                log.warning("reconcile_failed", extra={"namespace": name, "error": str(exc)[:300]})
+                self.queue.add_after(name, 2.0)
+            except Exception:  # a bad object must never take the controller down
+                self.metrics.reconcile_errors.inc()
+                log.exception("reconcile_crashed", extra={"namespace": name})
+                self.queue.add_after(name, 10.0)
+            finally:
+                self.metrics.reconcile_seconds.observe(time.perf_counter() - started)
+                self.queue.done(name)
+                self._update_gauges()
+
+    def _update_gauges(self) -> None:
+        counts: dict[str, int] = {}
+        hosts = 0
+        for pe in self.cache.previews.values():
+            status = pe.get("status") or {}
+            phase = status.get("phase") or "Unknown"
+            counts[phase] = counts.get(phase, 0) + 1
+            hosts += len(status.get("allowedHosts") or [])
+        for phase in ("Provisioning", "Ready", "Failed", "Expired", "Terminating", "Unknown"):
+            self.metrics.previews.labels(phase).set(counts.get(phase, 0))
+        self.metrics.allowlist_size.set(hosts)
+
+    # --- one reconcile ------------------------------------------------------------------------
+    async def reconcile(self, name: str) -> None:
+        ns = self.cache.namespaces.get(name)
+        current = self.cache.previews.get(name)
+        if ns is None:
+            for other in self.claims.remove(name):
+                self.queue.add(other)
+            if current is not None:
+                await self._delete_preview(name)
+            return
+        now = self.clock()
+        expires_at, _ = policy.expiry(ns, self.settings.default_ttl_seconds)
+        live = not ns.deleting and (expires_at is None or now < expires_at)
+        candidates = policy.candidate_hosts(ns, self.cache.ingresses.get(name, {}).values(), self.settings.ingress_hosts)
+        valid, refused = policy.validate_hosts(candidates, self.domains)
+        for other in self.claims.update(name, ns.created, valid if live else ()):
+            self.queue.add(other)
+        won = [h for h in valid if self.claims.owner(h) == name]
+        refused += [
+            {"host": h, "reason": f"already claimed by older namespace {self.claims.owner(h)}"}
+            for h in valid
+            if live and self.claims.owner(h) not in (name, None)
+        ]
+        current_status = (current or {}).get("status") or {}
+        plan = policy.plan(
+            ns,
+            hosts=won,
+            refused=refused,
+            current=current_status,
+            cluster=self.cache.clusters.get(name),
+            bucket=self.cache.buckets.get(name),
+            settings=self.settings,
+            now=now,
+        )
+        if current is None:
+            current = await self._create_preview(ns)
+        # Order matters: the status (and so the allowlist) changes first, before any teardown.
+        await self._apply_status(name, current_status, plan.status)
+        for obj in plan.objects:
+            if obj["kind"] not in self.available_kinds:
+                await self._event(ns, policy.Event(
+                    "Warning", "MissingAPI", f"cannot create {obj['kind']}: its CRD is not installed in the cluster"))
+                continue
+            await self._ensure(obj)
+        for event in plan.events:
+            await self._event(ns, event)
+        if plan.delete_namespace:
+            await self._delete_namespace(name)
+        if plan.requeue_after is not None:
+            self.queue.add_after(name, plan.requeue_after + 0.05)
+
+    # --- writes ----------------------------------------------------------------------------------
+    async def _create_preview(self, ns: policy.NamespaceView) -> dict[str, Any]:
+        body = {
+            "apiVersion": f"{names.GROUP}/{names.VERSION}",
+            "kind": names.KIND,
+            "metadata": {
+                "name": ns.name,
+                "labels": {names.LABEL_MANAGED: names.MANAGER},
+                # Garbage-collected with its namespace even if the controller is down.
+                "ownerReferences": [{"apiVersion": "v1", "kind": "Namespace", "name": ns.name, "uid": ns.uid}],
+            },
+            "spec": {"namespace": ns.name, "pullRequest": ns.pull_request},
+        }
+        try:
+            created = await self.kube.create(PE_PATH, body)
+        except ApiError as exc:
+            if not exc.conflict:
+                raise
+            created = await self.kube.get(f"{PE_PATH}/{ns.name}")
+        self.cache.previews[ns.name] = created
+        return created
+
+    async def _apply_status(self, name: str, current: dict[str, Any], desired: dict[str, Any]) -> None:
+        comparable = {k: v for k, v in desired.items() if v is not None}
+        if all(current.get(k) == v for k, v in comparable.items()) and all(
+            k in comparable or current.get(k) is None for k in desired
+        ):
+            return
+        updated = await self.kube.merge_patch(f"{PE_PATH}/{name}/status", {"status": desired})
+        self.cache.previews[name] = updated
+        log.info(
+            "preview_status",
+            extra={"namespace": name, "phase": desired.get("phase"), "hosts": desired.get("allowedHosts")},
+        )
+
+    async def _ensure(self, obj: dict[str, Any]) -> None:
+        """Create the object when missing; existing ones are left as they are (users may tune them)."""
+        cache = {"Cluster": self.cache.clusters, "Bucket": self.cache.buckets}.get(obj["kind"])
+        ns = obj["metadata"]["namespace"]
+        if cache is not None and ns in cache:
+            return
+        try:
+            created = await self.kube.create(resources.collection_path(obj), obj)
+        except ApiError as exc:
+            if exc.conflict:
+                return
+            raise
+        if cache is not None:
+            cache[ns] = created
+        log.info("object_created", extra={"namespace": ns, "kind": obj["kind"], "name": obj["metadata"]["name"]})
+
+    async def _event(self, ns: policy.NamespaceView, event: policy.Event) -> None:
+        stamp = self.clock().strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{ns.name}.", "namespace": ns.name},
+            "involvedObject": {"apiVersion": "v1", "kind": "Namespace", "name": ns.name, "uid": ns.uid},
+            "reason": event.reason,
+            "message": event.message[:1000],
+            "type": event.type,
+            "source": {"component": names.MANAGER},
+            "reportingComponent": names.MANAGER,
+            "reportingInstance": self.settings.identity,
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        }
+        try:
+            await self.kube.create(f"/api/v1/namespaces/{ns.name}/events", body)
+        except ApiError as exc:  # a terminating namespace refuses new objects; the event is best effort
+            log.info("event_not_recorded", extra={"namespace": ns.name, "reason": event.reason, "error": exc.reason})
+        log.log(logging.WARNING if event.type == "Warning" else logging.INFO, "event",
+                extra={"namespace": ns.name, "reason": event.reason, "message": event.message})
+
+    async def _delete_namespace(self, name: str) -> None:
+        try:
+            await self.kube.delete(f"/api/v1/namespaces/{name}")
+            log.info("namespace_deleted", extra={"namespace": name, "why": "expired"})
+        except ApiError as exc:
+            if not exc.not_found:
+                raise
+
+    async def _delete_preview(self, name: str) -> None:
+        try:
+            await self.kube.delete(f"{PE_PATH}/{name}")
+        except ApiError as exc:
+            if not exc.not_found:
+                raise
+        self.cache.previews.pop(name, None)
