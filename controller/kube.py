@@ -94,14 +94,13 @@ class Kube:
         timeout: aiohttp.ClientTimeout | float | None = 30.0,
     ) -> aiohttp.ClientResponse:
         """Send a request and return the open response (2xx only); the caller reads and releases it."""
-        data = json.dumps(body).encode() if body is not None and not isinstance(body, bytes) else body
         try:
             resp = await self.api.call_api(
                 path,
                 method,
                 query_params=[(k, v) for k, v in (query or {}).items() if v is not None],
                 header_params={"Accept": "application/json", "Content-Type": content_type},
-                body=data,
+                body=body,  # serialized by the client (JSON content types)
                 auth_settings=["BearerToken"],
                 _preload_content=False,
                 _return_http_data_only=True,

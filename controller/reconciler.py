@@ -330,7 +330,10 @@ class Controller:
             "apiVersion": "v1",
             "kind": "Event",
             "metadata": {"generateName": f"{ns.name}.", "namespace": ns.name},
-            "involvedObject": {"apiVersion": "v1", "kind": "Namespace", "name": ns.name, "uid": ns.uid},
+            # involvedObject.namespace = the namespace itself, so the event lives in (and is listed with)
+            # the preview namespace: `kubectl get events -n pr-123` shows what happened to it.
+            "involvedObject": {"apiVersion": "v1", "kind": "Namespace", "name": ns.name, "namespace": ns.name,
+                               "uid": ns.uid},
             "reason": event.reason,
             "message": event.message[:1000],
             "type": event.type,
@@ -344,9 +347,10 @@ class Controller:
         try:
             await self.kube.create(f"/api/v1/namespaces/{ns.name}/events", body)
         except ApiError as exc:  # a terminating namespace refuses new objects; the event is best effort
-            log.info("event_not_recorded", extra={"namespace": ns.name, "reason": event.reason, "error": exc.reason})
+            log.info("event_not_recorded",
+                     extra={"namespace": ns.name, "reason": event.reason, "error": f"{exc.status} {exc.message[:200]}"})
         log.log(logging.WARNING if event.type == "Warning" else logging.INFO, "event",
-                extra={"namespace": ns.name, "reason": event.reason, "message": event.message})
+                extra={"namespace": ns.name, "reason": event.reason, "detail": event.message})
 
     async def _delete_namespace(self, name: str) -> None:
         try:

@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 import httpx
 import pytest
 
-from tests.integration.conftest import BROKER_PORT, PUBLIC
+from tests.conftest import BROKER_PORT, PUBLIC
 from tests.support.dex import DEX_CLIENT_ID, DEX_CLIENT_SECRET, DEX_USER_EMAIL, DEX_USER_PASSWORD, Dex
 from tests.support.loopback import loopback_client
 

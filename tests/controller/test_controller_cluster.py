@@ -1,0 +1,290 @@
+"""The controller and the broker's kubernetes allowlist against the real control plane."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from broker.kube_allowlist import KubernetesAllowlist
+from controller import names
+from controller.kube import ApiError, Kube
+from controller.reconciler import PE_PATH, Controller
+from controller.settings import ControllerSettings
+from tests.support.controlplane import ControlPlane
+
+pytestmark = [pytest.mark.cluster]
+DOMAIN = "preview.example.com"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+
+@dataclass
+class Rig:
+    cp: ControlPlane
+    kube: Kube
+    controller: Controller
+    allowlist: KubernetesAllowlist
+    clock: Clock
+    api: httpx.AsyncClient
+
+    async def namespace(self, *, host: str | None = None, annotations: dict[str, str] | None = None,
+                        labels: dict[str, str] | None = None, name: str | None = None) -> str:
+        name = name or f"pr-{uuid.uuid4().hex[:8]}"
+        ann = dict(annotations or {})
+        if host:
+            ann[names.ANN_HOST] = host
+        body = {"metadata": {"name": name, "labels": {names.LABEL_PREVIEW: "true", **(labels or {})},
+                             "annotations": ann}}
+        r = await self.api.post("/api/v1/namespaces", json=body)
+        assert r.status_code == 201, r.text
+        return name
+
+    async def preview(self, name: str) -> dict[str, Any] | None:
+        r = await self.api.get(f"{PE_PATH}/{name}")
+        return r.json() if r.status_code == 200 else None
+
+    async def events(self, ns: str) -> list[dict[str, Any]]:
+        return (await self.api.get(f"/api/v1/namespaces/{ns}/events")).json()["items"]
+
+
+async def eventually(check: Callable[[], Any], what: str, timeout: float = 20) -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def controller_settings(**kw: Any) -> ControllerSettings:
+    return ControllerSettings.model_validate({"preview_domains": [DOMAIN], "identity": "test", **kw})
+
+
+@pytest.fixture
+async def rig(control_plane: ControlPlane, request) -> AsyncIterator[Rig]:
+    overrides = getattr(request, "param", {}) or {}
+    kube = await Kube.from_kubeconfig(str(control_plane.kubeconfig))
+    clock = Clock()
+    controller = Controller(kube, controller_settings(**overrides), clock=clock)
+    task = asyncio.create_task(controller.run())
+    broker_kube = await Kube.from_kubeconfig(str(control_plane.kubeconfig))
+    allowlist = KubernetesAllowlist(kube=broker_kube)
+    await allowlist.start()
+    import ssl
+
+    api = httpx.AsyncClient(
+        base_url=control_plane.api_url,
+        headers={"Authorization": f"Bearer {control_plane.admin_token}"},
+        verify=ssl.create_default_context(cafile=str(control_plane.ca_file)),
+    )
+    await eventually(lambda: controller.synced and allowlist.ready, "controller and allowlist synced")
+    try:
+        yield Rig(control_plane, kube, controller, allowlist, clock, api)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await allowlist.stop()
+        await broker_kube.close()
+        await kube.close()
+        await api.aclose()
+
+
+async def test_namespace_host_becomes_valid_then_leaves_before_namespace_is_gone(rig: Rig) -> None:
+    host = f"{uuid.uuid4().hex[:6]}.{DOMAIN}"
+    ns = await rig.namespace(host=host)
+    await eventually(lambda: host in rig.allowlist, "host in the broker's allowlist")
+    pe = await rig.preview(ns)
+    assert pe["status"]["phase"] == "Ready" and pe["status"]["allowedHosts"] == [host]
+    # A finalizer on an object inside keeps the namespace Terminating while we look.
+    r = await rig.api.post(f"/api/v1/namespaces/{ns}/configmaps",
+                           json={"metadata": {"name": "hold", "finalizers": ["example.com/hold"]}})
+    assert r.status_code == 201
+    assert (await rig.api.delete(f"/api/v1/namespaces/{ns}")).status_code == 200
+    await eventually(lambda: host not in rig.allowlist, "host revoked")
+    still = await rig.api.get(f"/api/v1/namespaces/{ns}")
+    assert still.status_code == 200 and still.json()["status"]["phase"] == "Terminating"
+    assert (await rig.preview(ns))["status"]["phase"] == "Terminating"
+    await rig.api.patch(f"/api/v1/namespaces/{ns}/configmaps/hold", json={"metadata": {"finalizers": None}},
+                        headers={"Content-Type": "application/merge-patch+json"})
+
+    async def gone() -> bool:
+        return (await rig.api.get(f"/api/v1/namespaces/{ns}")).status_code == 404 and await rig.preview(ns) is None
+
+    await eventually(gone, "namespace and its PreviewEnvironment gone", 60)
+
+
+async def test_ingress_hosts_join_the_allowlist(rig: Rig) -> None:
+    ns = await rig.namespace()
+    host = f"api-{uuid.uuid4().hex[:6]}.{DOMAIN}"
+    ing = {"metadata": {"name": "web"}, "spec": {"rules": [{"host": host}, {"host": "foreign.example.org"}]}}
+    assert (await rig.api.post(f"/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses", json=ing)).status_code == 201
+    await eventually(lambda: host in rig.allowlist, "ingress host allowed")
+    assert "foreign.example.org" not in rig.allowlist
+
+
+async def test_foreign_host_refused_with_warning_event(rig: Rig) -> None:
+    ns = await rig.namespace(host="login.evil.com")
+
+    async def refused() -> bool:
+        pe = await rig.preview(ns)
+        return bool(pe and (pe.get("status") or {}).get("refusedHosts"))
+
+    await eventually(refused, "refusal recorded")
+    assert "login.evil.com" not in rig.allowlist
+    events = await eventually(lambda: rig.events(ns), "events")
+    assert any(e["type"] == "Warning" and e["reason"] == "HostRefused" and "login.evil.com" in e["message"]
+               for e in events)
+
+
+async def test_duplicate_claim_older_keeps_it_newer_warned_then_handover(rig: Rig) -> None:
+    host = f"dup-{uuid.uuid4().hex[:6]}.{DOMAIN}"
+    older = await rig.namespace(host=host)
+    await eventually(lambda: host in rig.allowlist, "older owns host")
+    await asyncio.sleep(1.1)  # creationTimestamp has one-second resolution
+    newer = await rig.namespace(host=host)
+
+    async def warned() -> bool:
+        return any(e["reason"] == "HostRefused" and "already claimed" in e["message"] for e in await rig.events(newer))
+
+    await eventually(warned, "newer namespace warned")
+    assert (await rig.preview(older))["status"]["allowedHosts"] == [host]
+    assert (await rig.preview(newer))["status"]["allowedHosts"] == []
+    await rig.api.delete(f"/api/v1/namespaces/{older}")
+
+    async def handed_over() -> bool:
+        pe = await rig.preview(newer)
+        return bool(pe) and pe["status"].get("allowedHosts") == [host]
+
+    await eventually(handed_over, "newer takes over after the older is deleted", 30)
+    assert host in rig.allowlist
+
+
+async def test_ttl_expiry_with_injected_clock_deletes_namespace(rig: Rig) -> None:
+    host = f"ttl-{uuid.uuid4().hex[:6]}.{DOMAIN}"
+    ns = await rig.namespace(host=host, annotations={names.ANN_TTL: "2h"})
+    await eventually(lambda: host in rig.allowlist, "host allowed")
+    assert (await rig.preview(ns))["status"]["expiresAt"]
+    rig.clock.offset = timedelta(hours=2, seconds=1)
+    rig.controller.queue.add(ns)
+    await eventually(lambda: host not in rig.allowlist, "expired host revoked")
+
+    async def deleting() -> bool:
+        r = await rig.api.get(f"/api/v1/namespaces/{ns}")
+        return r.status_code == 404 or r.json()["status"]["phase"] == "Terminating"
+
+    await eventually(deleting, "expired namespace deleted")
+
+
+@pytest.mark.parametrize("rig", [{"expiry_action": "revoke"}], indirect=True)
+async def test_ttl_expiry_revoke_only_keeps_namespace(rig: Rig) -> None:
+    host = f"rev-{uuid.uuid4().hex[:6]}.{DOMAIN}"
+    ns = await rig.namespace(host=host, annotations={names.ANN_TTL: "1h"})
+    await eventually(lambda: host in rig.allowlist, "host allowed")
+    rig.clock.offset = timedelta(hours=1, seconds=1)
+    rig.controller.queue.add(ns)
+    await eventually(lambda: host not in rig.allowlist, "host revoked")
+    assert (await rig.preview(ns))["status"]["phase"] == "Expired"
+    assert (await rig.api.get(f"/api/v1/namespaces/{ns}")).json()["status"]["phase"] == "Active"
+
+
+async def test_keep_label_exempts_from_ttl(rig: Rig) -> None:
+    host = f"keep-{uuid.uuid4().hex[:6]}.{DOMAIN}"
+    ns = await rig.namespace(host=host, annotations={names.ANN_TTL: "1h"}, labels={names.LABEL_KEEP: "true"})
+    await eventually(lambda: host in rig.allowlist, "host allowed")
+    rig.clock.offset = timedelta(days=30)
+    rig.controller.queue.add(ns)
+    await asyncio.sleep(0.5)
+    assert host in rig.allowlist and (await rig.preview(ns))["status"]["phase"] == "Ready"
+
+
+DB = {"database_destination_path": "s3://backups/main", "database_source_name": "main", "database_s3_secret": "aws"}
+
+
+async def _set_status(rig: Rig, path: str, status: dict[str, Any]) -> None:
+    r = await rig.api.patch(f"{path}/status", json={"status": status},
+                            headers={"Content-Type": "application/merge-patch+json"})
+    assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize("rig", [DB, {**DB, "database_mode": "plugin"}], indirect=True, ids=["in-tree", "plugin"])
+async def test_database_and_bucket_accepted_by_real_schemas_and_followed_to_ready(rig: Rig) -> None:
+    ns = await rig.namespace(host=f"db-{uuid.uuid4().hex[:6]}.{DOMAIN}",
+                             annotations={names.ANN_DATABASE: "true", names.ANN_BUCKET: "true"})
+    cluster_path = f"/apis/postgresql.cnpg.io/v1/namespaces/{ns}/clusters/preview-db"
+    bucket_path = f"/apis/s3.services.k8s.aws/v1alpha1/namespaces/{ns}/buckets/preview-bucket"
+
+    async def exists(path: str) -> bool:
+        return (await rig.api.get(path)).status_code == 200
+
+    await eventually(lambda: exists(cluster_path), "CNPG Cluster created")
+    await eventually(lambda: exists(bucket_path), "ACK Bucket created")
+    cluster = (await rig.api.get(cluster_path)).json()
+    assert cluster["spec"]["bootstrap"]["recovery"]["source"] == "origin"
+    assert "backup" not in cluster["spec"]
+    if rig.controller.settings.database_mode == "plugin":
+        assert await exists(f"/apis/barmancloud.cnpg.io/v1/namespaces/{ns}/objectstores/preview-db-origin")
+    assert (await rig.preview(ns))["status"]["phase"] == "Provisioning"
+    await _set_status(rig, cluster_path, {"phase": "Cluster in healthy state",
+                                          "conditions": [{"type": "Ready", "status": "False", "reason": "x",
+                                                          "message": "", "lastTransitionTime": "2026-11-28T00:00:00Z"}]})
+    await asyncio.sleep(0.5)
+    assert (await rig.preview(ns))["status"]["phase"] == "Provisioning"  # phase alone is not enough
+    await _set_status(rig, cluster_path, {"conditions": [{"type": "Ready", "status": "True", "reason": "x",
+                                                          "message": "", "lastTransitionTime": "2026-11-28T00:00:00Z"}]})
+    await _set_status(rig, bucket_path, {"conditions": [{"type": "ACK.ResourceSynced", "status": "True"}]})
+
+    async def ready() -> bool:
+        return (await rig.preview(ns))["status"]["phase"] == "Ready"
+
+    await eventually(ready, "Ready after database and bucket")
+    pe = (await rig.preview(ns))["status"]
+    assert pe["database"] == "Ready" and pe["bucket"] == "Synced"
+
+
+async def test_restarting_the_controller_changes_nothing(rig: Rig, control_plane: ControlPlane) -> None:
+    host = f"idem-{uuid.uuid4().hex[:6]}.{DOMAIN}"
+    ns = await rig.namespace(host=host)
+    await eventually(lambda: host in rig.allowlist, "host allowed")
+    await eventually(lambda: rig.controller.queue.idle(), "queue idle")
+    before = (await rig.preview(ns))["metadata"]["resourceVersion"]
+    events_before = len(await rig.events(ns))
+    kube = await Kube.from_kubeconfig(str(control_plane.kubeconfig))
+    second = Controller(kube, rig.controller.settings, clock=rig.clock)
+    task = asyncio.create_task(second.run())
+    try:
+        await eventually(lambda: second.synced, "second controller synced")
+        await asyncio.sleep(1.0)
+        await eventually(lambda: second.queue.idle(), "second queue idle")
+        assert (await rig.preview(ns))["metadata"]["resourceVersion"] == before
+        assert len(await rig.events(ns)) == events_before
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await kube.close()
+
+
+async def test_bad_object_gets_event_not_crash(rig: Rig) -> None:
+    ns = await rig.namespace(host="not a host!", annotations={names.ANN_TTL: "whenever"})
+    good = f"after-{uuid.uuid4().hex[:6]}.{DOMAIN}"
+    await eventually(lambda: rig.events(ns), "events on the bad namespace")
+    reasons = {e["reason"] for e in await rig.events(ns)}
+    assert {"HostRefused", "InvalidTTL"} <= reasons
+    await rig.namespace(host=good)
+    await eventually(lambda: good in rig.allowlist, "controller still works")
