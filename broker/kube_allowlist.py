@@ -48,6 +48,9 @@ class HostIndex:
     def __len__(self) -> int:
         return len(self._owner)
 
+    def hosts(self) -> frozenset[str]:
+        return frozenset(self._owner)
+
     def replace_all(self, items: list[dict[str, Any]]) -> None:
         by_preview = {o["metadata"]["name"]: live_hosts(o) for o in items if o.get("metadata", {}).get("name")}
         owner = {h: name for name, hosts in by_preview.items() for h in hosts}
@@ -85,6 +88,10 @@ class KubernetesAllowlist:
 
     def __len__(self) -> int:
         return len(self._index)
+
+    def hosts(self) -> frozenset[str]:
+        """A snapshot of the live hosts (diagnostics and tests)."""
+        return self._index.hosts()
 
     async def start(self) -> None:
         from controller.kube import Kube

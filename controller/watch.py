@@ -100,9 +100,11 @@ class Watcher:
             except (KubeError, aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
                 delay = backoff.next()
                 log.warning("watch_error", extra={"watch": self.name, "error": str(exc)[:300], "retry_in": round(delay, 2)})
-                self.on_restart("error")
-                if isinstance(exc, ApiError) and exc.gone:
+                if isinstance(exc, ApiError) and exc.gone:  # "too old resource version" on the watch request
+                    self.on_restart("gone")
                     need_list = True
+                else:
+                    self.on_restart("error")
                 await asyncio.sleep(delay)
 
     async def _list(self) -> None:
