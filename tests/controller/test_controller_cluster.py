@@ -288,3 +288,38 @@ async def test_bad_object_gets_event_not_crash(rig: Rig) -> None:
     assert {"HostRefused", "InvalidTTL"} <= reasons
     await rig.namespace(host=good)
     await eventually(lambda: good in rig.allowlist, "controller still works")
+
+
+async def test_broker_with_kubernetes_source_accepts_then_refuses_the_host(rig: Rig) -> None:
+    """The whole path: namespace -> controller -> PreviewEnvironment -> broker watch -> /oauth2/start."""
+    import respx
+
+    from broker.app import create_app
+    from tests.broker.conftest import make_settings
+    from tests.broker.fakeidp import FakeIdP
+
+    host = f"app-{uuid.uuid4().hex[:6]}.{DOMAIN}"
+    settings = make_settings(allowlist_source="kubernetes", allowed_hosts=[], preview_domains=[DOMAIN])
+    app = create_app(settings, allowlist=rig.allowlist)  # the rig's watch is the broker's source
+    transport = httpx.ASGITransport(app=app)
+    with respx.mock(assert_all_called=False) as router:
+        FakeIdP(router).install()
+        router.route(host="127.0.0.1").pass_through()  # the real apiserver
+        await _broker_round(rig, host, transport, settings)
+
+
+async def _broker_round(rig: Rig, host: str, transport: httpx.ASGITransport, settings: Any) -> None:
+    async with httpx.AsyncClient(transport=transport, base_url=settings.public_url) as broker:
+        async def start_status() -> int:
+            r = await broker.get("/oauth2/relay", params={"return_to": f"https://{host}/cb", "client_id": "preview-client",
+                                                          "response_type": "code"})
+            return r.status_code
+
+        assert await start_status() == 400
+        assert (await broker.get("/readyz")).status_code == 200
+        ns = await rig.namespace(host=host)
+        await eventually(lambda: host in rig.allowlist, "host live")
+        assert await start_status() == 302
+        await rig.api.delete(f"/api/v1/namespaces/{ns}")
+        await eventually(lambda: host not in rig.allowlist, "host revoked")
+        assert await start_status() == 400
