@@ -42,7 +42,9 @@ class ControllerSettings(BaseModel):
     )
     default_ttl: str = Field(default="", description="Default lifetime of a preview (e.g. 72h); empty = no expiry.")
     expiry_action: Literal["delete", "revoke"] = Field(
-        default="delete", description="On expiry: delete the namespace, or only revoke its hosts."
+        default="revoke",
+        description="On expiry: revoke the hosts only, or also delete the namespace (with Argo CD selfHeal "
+        "a deleted namespace of an open PR comes back; revoke is the safe default).",
     )
     database_default: bool = Field(default=False, description="Create a cloned database unless a namespace opts out.")
     database_mode: Literal["in-tree", "plugin"] = Field(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ssl
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -77,25 +79,22 @@ def controller_settings(**kw: Any) -> ControllerSettings:
     return ControllerSettings.model_validate({"preview_domains": [DOMAIN], "identity": "test", **kw})
 
 
-@pytest.fixture
-async def rig(control_plane: ControlPlane, request) -> AsyncIterator[Rig]:
-    overrides = getattr(request, "param", {}) or {}
+@contextlib.asynccontextmanager
+async def make_rig(control_plane: ControlPlane, **overrides: Any) -> AsyncIterator[Rig]:
     kube = await Kube.from_kubeconfig(str(control_plane.kubeconfig))
+    broker_kube = await Kube.from_kubeconfig(str(control_plane.kubeconfig))
     clock = Clock()
     controller = Controller(kube, controller_settings(**overrides), clock=clock)
     task = asyncio.create_task(controller.run())
-    broker_kube = await Kube.from_kubeconfig(str(control_plane.kubeconfig))
     allowlist = KubernetesAllowlist(kube=broker_kube)
     await allowlist.start()
-    import ssl
-
     api = httpx.AsyncClient(
         base_url=control_plane.api_url,
         headers={"Authorization": f"Bearer {control_plane.admin_token}"},
         verify=ssl.create_default_context(cafile=str(control_plane.ca_file)),
     )
-    await eventually(lambda: controller.synced and allowlist.ready, "controller and allowlist synced")
     try:
+        await eventually(lambda: controller.synced and allowlist.ready, "controller and allowlist synced")
         yield Rig(control_plane, kube, controller, allowlist, clock, api)
     finally:
         task.cancel()
@@ -104,6 +103,12 @@ async def rig(control_plane: ControlPlane, request) -> AsyncIterator[Rig]:
         await broker_kube.close()
         await kube.close()
         await api.aclose()
+
+
+@pytest.fixture
+async def rig(control_plane: ControlPlane, request) -> AsyncIterator[Rig]:
+    async with make_rig(control_plane, **(getattr(request, "param", {}) or {})) as r:
+        yield r
 
 
 async def test_namespace_host_becomes_valid_then_leaves_before_namespace_is_gone(rig: Rig) -> None:
@@ -176,6 +181,7 @@ async def test_duplicate_claim_older_keeps_it_newer_warned_then_handover(rig: Ri
     assert host in rig.allowlist
 
 
+@pytest.mark.parametrize("rig", [{"expiry_action": "delete"}], indirect=True)
 async def test_ttl_expiry_with_injected_clock_deletes_namespace(rig: Rig) -> None:
     host = f"ttl-{uuid.uuid4().hex[:6]}.{DOMAIN}"
     ns = await rig.namespace(host=host, annotations={names.ANN_TTL: "2h"})
@@ -192,7 +198,6 @@ async def test_ttl_expiry_with_injected_clock_deletes_namespace(rig: Rig) -> Non
     await eventually(deleting, "expired namespace deleted")
 
 
-@pytest.mark.parametrize("rig", [{"expiry_action": "revoke"}], indirect=True)
 async def test_ttl_expiry_revoke_only_keeps_namespace(rig: Rig) -> None:
     host = f"rev-{uuid.uuid4().hex[:6]}.{DOMAIN}"
     ns = await rig.namespace(host=host, annotations={names.ANN_TTL: "1h"})

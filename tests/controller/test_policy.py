@@ -138,9 +138,9 @@ def test_terminating_revokes_hosts() -> None:
 def test_expired_revokes_and_deletes_or_only_revokes() -> None:
     n = ns(annotations={names.ANN_TTL: "1h"})
     assert _plan(n, now=T0 + timedelta(minutes=59)).status["phase"] == "Ready"
-    p = _plan(n, now=T0 + timedelta(hours=1))
+    p = _plan(n, now=T0 + timedelta(hours=1), expiry_action="delete")
     assert p.status["phase"] == "Expired" and p.status["allowedHosts"] == [] and p.delete_namespace
-    revoke = _plan(n, now=T0 + timedelta(hours=1), expiry_action="revoke")
+    revoke = _plan(n, now=T0 + timedelta(hours=1))
     assert revoke.status["allowedHosts"] == [] and not revoke.delete_namespace
 
 

@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from controller import names
-from tests.controller.test_controller_cluster import DOMAIN, Rig, eventually, rig  # noqa: F401  (fixture)
-from tests.support.controlplane import ControlPlane
+from tests.controller.test_controller_cluster import DOMAIN, Rig, eventually, make_rig, rig  # noqa: F401
+from tests.support.controlplane import ControlPlane, cleanup, install_crds, start_control_plane
 from tests.support.procs import Proc
 
 pytestmark = [pytest.mark.cluster]
@@ -113,7 +113,20 @@ async def test_two_controllers_one_leader_and_takeover(control_plane: ControlPla
         b.stop()
 
 
-async def test_churn_of_2000_namespaces_ends_with_allowlist_equal_to_truth(rig: Rig) -> None:
+@pytest.fixture
+async def own_rig(tmp_path):
+    """A control plane of its own: 2,000 namespaces would keep the shared one's namespace controller busy."""
+    cp = await asyncio.to_thread(start_control_plane, tmp_path / "cp")
+    try:
+        await asyncio.to_thread(install_crds, cp)
+        async with make_rig(cp) as r:
+            yield r
+    finally:
+        await asyncio.to_thread(cleanup, cp)
+
+
+async def test_churn_of_2000_namespaces_ends_with_allowlist_equal_to_truth(own_rig: Rig) -> None:
+    rig = own_rig
     run = uuid.uuid4().hex[:6]
     total, concurrency = 2000, 16
     sem = asyncio.Semaphore(concurrency)

@@ -1,0 +1,78 @@
+{{/* Chart name, truncated for label values. */}}
+{{- define "preview-broker.name" -}}
+{{- .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Fully qualified app name: the release name, prefixed with the chart name unless it already contains it. */}}
+{{- define "preview-broker.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Selector labels: stable for the life of a Deployment (never add version here). */}}
+{{- define "preview-broker.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "preview-broker.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* Full labels: selector labels plus version and management labels. */}}
+{{- define "preview-broker.labels" -}}
+{{ include "preview-broker.selectorLabels" . }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/part-of: preview-broker
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace "+" "_" }}
+{{- end -}}
+
+{{- define "preview-broker.brokerName" -}}{{ include "preview-broker.fullname" . }}-broker{{- end -}}
+{{- define "preview-broker.controllerName" -}}{{ include "preview-broker.fullname" . }}-controller{{- end -}}
+
+{{- define "preview-broker.secretName" -}}
+{{- default (printf "%s-secrets" (include "preview-broker.fullname" .)) .Values.secrets.existingSecret -}}
+{{- end -}}
+
+{{- define "preview-broker.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{/* Refuse combinations that cannot work, with a message that says what to change. */}}
+{{- define "preview-broker.validate" -}}
+{{- if not .Values.publicUrl -}}
+{{- fail "publicUrl is required: the broker's https URL, e.g. --set publicUrl=https://auth.preview.example.com" -}}
+{{- end -}}
+{{- if and (not .Values.broker.allowHttp) (not (hasPrefix "https://" .Values.publicUrl)) -}}
+{{- fail "publicUrl must start with https:// (broker.allowHttp=true is for local development only)" -}}
+{{- end -}}
+{{- if not .Values.previewDomains -}}
+{{- fail "previewDomains is required, e.g. --set previewDomains={preview.example.com}" -}}
+{{- end -}}
+{{- if not .Values.provider.clientId -}}
+{{- fail "provider.clientId is required" -}}
+{{- end -}}
+{{- if and (eq .Values.provider.kind "oidc") (not .Values.provider.oidcIssuer) -}}
+{{- fail "provider.oidcIssuer is required when provider.kind=oidc" -}}
+{{- end -}}
+{{- if and (not .Values.secrets.existingSecret) (or (not .Values.secrets.clientSecret) (not .Values.secrets.secretKeys)) -}}
+{{- fail "set secrets.existingSecret, or both secrets.clientSecret and secrets.secretKeys" -}}
+{{- end -}}
+{{- $a := .Values.authorization -}}
+{{- if not (or $a.allowedEmailDomains $a.allowedGroups $a.githubOrgs $a.githubTeams) -}}
+{{- fail "set at least one authorization rule: authorization.allowedEmailDomains (or [\"*\"]), allowedGroups, githubOrgs or githubTeams" -}}
+{{- end -}}
+{{- if and (eq .Values.broker.allowlistSource "kubernetes") (not .Values.controller.enabled) -}}
+{{- fail "broker.allowlistSource=kubernetes needs controller.enabled=true (or use allowlistSource=static with broker.allowedHosts)" -}}
+{{- end -}}
+{{- if and (eq .Values.broker.allowlistSource "static") (not .Values.broker.allowedHosts) -}}
+{{- fail "broker.allowlistSource=static needs broker.allowedHosts" -}}
+{{- end -}}
+{{- if and .Values.controller.database.default (not .Values.controller.database.destinationPath) -}}
+{{- fail "controller.database.default=true needs controller.database.destinationPath (s3://bucket/path)" -}}
+{{- end -}}
+{{- if and (gt (int .Values.controller.replicaCount) 1) (not .Values.controller.leaderElection) -}}
+{{- fail "controller.replicaCount > 1 needs controller.leaderElection=true (only one replica may write)" -}}
+{{- end -}}
+{{- end -}}

@@ -1,0 +1,161 @@
+"""The Helm chart with the real helm: lint, template every ci/ values file, schema and fail() guards."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.support.testbin import binary
+
+CHART = Path(__file__).resolve().parents[2] / "helm" / "preview-broker"
+CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
+
+
+def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([str(binary("helm")), *args], capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"helm {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def render(values: Path | None = None, *sets: str) -> list[dict]:
+    args = ["template", "pb", str(CHART), "--namespace", "preview-broker"]
+    if values:
+        args += ["-f", str(values)]
+    for s in sets:
+        args += ["--set", s]
+    return [d for d in yaml.safe_load_all(helm(*args).stdout) if d]
+
+
+def by_kind(docs: list[dict], kind: str) -> list[dict]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def test_there_is_a_ci_values_file_per_mode() -> None:
+    assert {p.name for p in CI_VALUES} >= {"oidc-values.yaml", "github-values.yaml", "static-values.yaml",
+                                          "lifecycle-values.yaml"}
+
+
+@pytest.mark.parametrize("values", CI_VALUES, ids=lambda p: p.name)
+def test_lint_strict(values: Path) -> None:
+    out = helm("lint", "--strict", str(CHART), "-f", str(values))
+    assert "0 chart(s) failed" in out.stdout
+
+
+@pytest.mark.parametrize("values", CI_VALUES, ids=lambda p: p.name)
+def test_template_renders_hardened_workloads(values: Path) -> None:
+    docs = render(values)
+    deployments = by_kind(docs, "Deployment")
+    assert deployments
+    for dep in deployments:
+        spec = dep["spec"]["template"]["spec"]
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert dep["spec"]["selector"]["matchLabels"].keys() <= dep["spec"]["template"]["metadata"]["labels"].keys()
+        assert "app.kubernetes.io/version" not in dep["spec"]["selector"]["matchLabels"]
+        for c in spec["containers"]:
+            sc = c["securityContext"]
+            assert sc["readOnlyRootFilesystem"] and not sc["allowPrivilegeEscalation"]
+            assert sc["capabilities"]["drop"] == ["ALL"]
+            assert c["resources"]["requests"]
+    broker = next(d for d in deployments if d["metadata"]["name"].endswith("-broker"))
+    container = broker["spec"]["template"]["spec"]["containers"][0]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert broker["spec"]["replicas"] == 2
+    assert by_kind(docs, "PodDisruptionBudget")
+
+
+def test_broker_rbac_is_read_only_allowlist_watch() -> None:
+    docs = render(CHART / "ci" / "oidc-values.yaml")
+    role = next(d for d in by_kind(docs, "ClusterRole") if d["metadata"]["name"].endswith("-broker"))
+    assert role["rules"] == [{"apiGroups": ["preview-broker.io"], "resources": ["previewenvironments"],
+                              "verbs": ["get", "list", "watch"]}]
+
+
+def test_static_mode_grants_nothing_cluster_wide() -> None:
+    docs = render(CHART / "ci" / "static-values.yaml")
+    assert by_kind(docs, "ClusterRole") == [] and by_kind(docs, "Role") == []
+    (dep,) = by_kind(docs, "Deployment")
+    assert dep["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+
+
+def test_namespace_delete_only_when_expiry_deletes() -> None:
+    def controller_verbs(*sets: str) -> list[str]:
+        docs = render(CHART / "ci" / "oidc-values.yaml", *sets)
+        role = next(d for d in by_kind(docs, "ClusterRole") if d["metadata"]["name"].endswith("-controller"))
+        return next(r["verbs"] for r in role["rules"] if r["resources"] == ["namespaces"])
+
+    assert "delete" in controller_verbs("controller.expiryAction=delete")
+    assert "delete" not in controller_verbs("controller.expiryAction=revoke")
+
+
+def test_lease_permissions_are_namespaced_and_named() -> None:
+    docs = render(CHART / "ci" / "oidc-values.yaml")
+    (role,) = by_kind(docs, "Role")
+    named = next(r for r in role["rules"] if "resourceNames" in r)
+    assert named["resourceNames"] == ["pb-preview-broker-controller"] and set(named["verbs"]) == {"get", "update"}
+
+
+@pytest.mark.parametrize(
+    "bad_set",
+    ["broker.replicaCont=3", "provider.kind=gitlab", "controller.expiryAction=archive", "typo=1",
+     "broker.ingress.clasName=nginx", "controller.defaultTtl=three days"],
+)
+def test_schema_refuses_unknown_or_invalid_values(bad_set: str) -> None:
+    proc = helm("template", "pb", str(CHART), "-f", str(CHART / "ci" / "oidc-values.yaml"), "--set", bad_set,
+                check=False)
+    assert proc.returncode != 0
+    assert "schema" in proc.stderr.lower() or "values don't meet" in proc.stderr.lower()
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (["publicUrl="], "publicUrl is required"),
+        (["publicUrl=http://auth.example.com"], "must start with https://"),
+        (["controller.enabled=false"], "needs controller.enabled=true"),
+        (["authorization.allowedEmailDomains=null"], "at least one authorization rule"),
+        (["controller.leaderElection=false"], "needs controller.leaderElection=true"),
+        (["secrets.clientSecret="], "secrets.existingSecret"),
+    ],
+)
+def test_invalid_combinations_fail_with_a_clear_message(sets: list[str], message: str) -> None:
+    args = ["template", "pb", str(CHART), "-f", str(CHART / "ci" / "oidc-values.yaml")]
+    for s in sets:
+        args += ["--set", s]
+    proc = helm(*args, check=False)
+    assert proc.returncode != 0 and message in proc.stderr
+
+
+@pytest.mark.cluster
+def test_notes_print_redirect_uri_and_annotations(control_plane) -> None:
+    out = helm("install", "pb", str(CHART), "-f", str(CHART / "ci" / "oidc-values.yaml"), "--dry-run=client",
+               "--namespace", "preview-broker", "--kubeconfig", str(control_plane.kubeconfig)).stdout
+    assert "https://auth.preview.example.com/oauth2/callback" in out
+    assert "nginx.ingress.kubernetes.io/auth-url" in out and "nginx.ingress.kubernetes.io/auth-signin" in out
+    assert "forwardAuth" in out and "traefik.ingress.kubernetes.io/router.middlewares" in out
+
+
+def test_every_value_has_a_comment() -> None:
+    """Each key has a comment above it, or sits inside a value whose key has one (e.g. resources)."""
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    commented: list[tuple[int, bool]] = []  # (indent, has comment) of the enclosing keys
+    missing = []
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#") or stripped.startswith("- ") or ":" not in stripped:
+            continue
+        indent = len(line) - len(line.lstrip())
+        while commented and commented[-1][0] >= indent:
+            commented.pop()
+        has_comment = lines[i - 1].strip().startswith("#")
+        inherited = any(c for _, c in commented)
+        is_group = stripped.endswith(":")
+        if not (has_comment or inherited or is_group):
+            missing.append(stripped)
+        commented.append((indent, has_comment))
+    assert missing == []
