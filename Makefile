@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv run test test-unit testbin clean
+.PHONY: help venv run test test-unit testbin system-deps image clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -24,7 +24,15 @@ run: $(STAMP)  ## run the broker locally against a real Dex (http dev mode) and 
 testbin:  ## build etcd, kube-apiserver, kube-controller-manager, dex, helm (once)
 	$(PYTHON) scripts/testbin
 
-test: $(STAMP) testbin  ## set up and run every test (builds the real binaries when missing)
+system-deps:  ## install buildah and debootstrap (Debian, as root) when missing, for the image tests
+	@command -v buildah >/dev/null && command -v debootstrap >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah debootstrap >/dev/null; } || \
+	  echo "make: buildah/debootstrap missing and not root; the image tests will say what to install"
+
+image: system-deps  ## build the container image without Docker (debootstrap + buildah)
+	$(PYTHON) scripts/build-image
+
+test: $(STAMP) testbin system-deps  ## set up and run every test (builds the real binaries when missing)
 	$(PY) -m pytest -q
 
 test-unit: $(STAMP)  ## only the fast tests that need no real control plane

@@ -1,0 +1,86 @@
+"""The container image, built for real without a Docker engine (debootstrap + buildah), then run."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.image
+sys.path.insert(0, str(ROOT / "scripts"))
+
+
+def _build_image_module():
+    import importlib.machinery
+    import importlib.util
+
+    loader = importlib.machinery.SourceFileLoader("build_image", str(ROOT / "scripts" / "build-image"))
+    spec = importlib.util.spec_from_loader("build_image", loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+bi = _build_image_module()
+
+
+def test_hadolint_clean_at_error_level() -> None:
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    proc = subprocess.run([hadolint, "--failure-threshold", "error", str(ROOT / "Dockerfile")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def image() -> str:
+    if missing := bi.missing_tools():
+        pytest.fail(f"cannot build the image here, missing: {', '.join(missing)} "
+                    "(Debian: apt-get install buildah debootstrap; `make test` installs them as root)")
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "build-image")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def container(image: str):
+    """One working container for every check (vfs copies the whole image per container)."""
+    s = bi.storage_args()
+    ctr = subprocess.run(["buildah", *s, "from", "--quiet", image], capture_output=True, text=True, check=True).stdout.strip()
+    yield ctr
+    subprocess.run(["buildah", *s, "rm", ctr], capture_output=True)
+
+
+def _run(ctr: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["buildah", *bi.storage_args(), "run", "--isolation", "chroot", ctr, "--", *args],
+                          capture_output=True, text=True)
+
+
+def test_image_runs_both_commands_help(container: str) -> None:
+    top = _run(container, "preview-broker", "--help")
+    assert top.returncode == 0 and "{broker,controller}" in top.stdout
+    for command in ("broker", "controller"):
+        proc = _run(container, "preview-broker", command, "--help")
+        assert proc.returncode == 0 and "PREVIEW_BROKER_PREVIEW_DOMAINS" in proc.stdout
+
+
+def test_image_start_up_error_is_one_line(container: str) -> None:
+    proc = _run(container, "preview-broker", "broker")
+    assert proc.returncode == 2
+    assert "preview-broker: PREVIEW_BROKER_PUBLIC_URL: is required but not set" in proc.stderr
+
+
+def test_image_runs_as_numeric_non_root_without_source_tree(image: str, container: str) -> None:
+    s = bi.storage_args()
+    config = subprocess.run(
+        ["buildah", *s, "inspect", "--format", "{{.OCIv1.Config.User}}|{{.OCIv1.Config.Entrypoint}}|{{.OCIv1.Config.Cmd}}", image],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    assert config == "10001:10001|[preview-broker]|[broker]"
+    assert _run(container, "id", "-u").stdout.strip() == "10001"
+    assert _run(container, "test", "-e", "/src").returncode != 0
+    assert _run(container, "sh", "-c", "ls /opt/preview-broker/lib/python3*/site-packages/broker/app.py").returncode == 0
+    assert _run(container, "test", "-e", "/opt/preview-broker/bin/pip").returncode != 0
