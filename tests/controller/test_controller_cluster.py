@@ -328,3 +328,18 @@ async def _broker_round(rig: Rig, host: str, transport: httpx.ASGITransport, set
         await rig.api.delete(f"/api/v1/namespaces/{ns}")
         await eventually(lambda: host not in rig.allowlist, "host revoked")
         assert await start_status() == 400
+
+
+async def test_metrics_report_phases_allowlist_and_reconciles(rig: Rig) -> None:
+    from prometheus_client import generate_latest
+
+    host = f"m-{uuid.uuid4().hex[:6]}.{DOMAIN}"
+    await rig.namespace(host=host)
+    await eventually(lambda: host in rig.allowlist, "host allowed")
+    await eventually(lambda: rig.controller.queue.idle(), "queue idle")
+    text = generate_latest(rig.controller.metrics.registry).decode()
+    ready = next(line for line in text.splitlines() if line.startswith('preview_broker_previews{phase="Ready"}'))
+    assert float(ready.split()[-1]) >= 1
+    hosts = next(line for line in text.splitlines() if line.startswith("preview_broker_allowlist_hosts "))
+    assert float(hosts.split()[-1]) >= 1
+    assert "preview_broker_reconcile_duration_seconds_count" in text
