@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv run test test-unit testbin system-deps image clean
+.PHONY: help venv run demo test test-unit testbin system-deps image clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -21,13 +21,21 @@ venv: $(STAMP)  ## create .venv with the project and its test tools
 run: $(STAMP)  ## run the broker locally against a real Dex (http dev mode) and print the URL to open
 	$(PY) scripts/dev
 
+demo: $(STAMP) testbin system-deps  ## the whole stack (control plane, Dex, Traefik, broker, controller, two previews) until Ctrl-C
+	$(PY) scripts/demo
+
 testbin:  ## build etcd, kube-apiserver, kube-controller-manager, dex, helm (once)
 	$(PYTHON) scripts/testbin
 
-system-deps:  ## install buildah and debootstrap (Debian, as root) when missing, for the image tests
-	@command -v buildah >/dev/null && command -v debootstrap >/dev/null || \
-	  { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah debootstrap >/dev/null; } || \
-	  echo "make: buildah/debootstrap missing and not root; the image tests will say what to install"
+SYSTEM_TOOLS := buildah debootstrap chromium
+
+system-deps:  ## install buildah, debootstrap and chromium (Debian, as root) when missing
+	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then echo "make: installing$$missing"; apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "make: missing$$missing and not root; the tests that need them will say what to install"; fi; \
+	fi
 
 image: system-deps  ## build the container image without Docker (debootstrap + buildah)
 	$(PYTHON) scripts/build-image
