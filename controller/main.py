@@ -43,6 +43,7 @@ async def _main(settings: ControllerSettings, metrics: ControllerMetrics) -> int
                 return 0
             metrics.leader.set(1)
         controller = Controller(kube, settings, metrics=metrics)
+        controller.extensions = build_extensions(settings, kube, controller)
         tasks = {asyncio.create_task(controller.run(), name="controller"), asyncio.create_task(stop.wait())}
         if elector is not None:
             tasks.add(asyncio.create_task(elector.hold(), name="lease"))
@@ -64,6 +65,28 @@ async def _main(settings: ControllerSettings, metrics: ControllerMetrics) -> int
         if elector is not None and elector.is_leader:
             await elector.release()
         await kube.close()
+
+
+def build_extensions(settings: ControllerSettings, kube: Kube, controller: Controller) -> list:
+    from controller.buckets import BucketJanitor
+
+    extensions: list = [BucketJanitor(kube, controller.cache, endpoint_url=settings.s3_endpoint_url,
+                                      region=settings.s3_region)]
+    if settings.github_enabled:
+        import httpx
+
+        from controller.deployments import DeploymentReporter
+        from controller.github import AppInstallationToken, GitHubClient, StaticToken
+
+        tokens = (
+            AppInstallationToken(settings.github_app_id, settings.github_app_installation_id,
+                                 open(settings.github_app_private_key_file).read())
+            if settings.github_app_id else StaticToken(settings.github_token)
+        )
+        client = GitHubClient(settings.github_api_url, tokens, httpx.AsyncClient(timeout=30))
+        extensions.append(DeploymentReporter(client, kube, controller.cache,
+                                             url_scheme=settings.environment_url_scheme))
+    return extensions
 
 
 def run(settings: ControllerSettings, *, metrics_port: int) -> int:

@@ -14,6 +14,7 @@ ANN_EXPIRES_AT = PREFIX + "expires-at"  # RFC 3339
 ANN_DATABASE = PREFIX + "database"  # "true"/"false": override DATABASE_DEFAULT
 ANN_BUCKET = PREFIX + "bucket"  # "true"/"false": override BUCKET_DEFAULT
 ANN_PR = PREFIX + "pr"
+ANN_RETAIN_BUCKET = PREFIX + "retain-bucket"  # "true": keep the bucket and its data on teardown
 
 MANAGER = "preview-broker-controller"
 

@@ -266,7 +266,8 @@ def plan(
             result.objects += resources.database_objects(ns.name, settings)
             status["database"] = "Ready" if database_ready(cluster) else "Provisioning"
         if want_bucket:
-            result.objects.append(resources.bucket(ns.name, ns.uid, settings))
+            retain = ns.annotations.get(names.ANN_RETAIN_BUCKET, "").lower() == "true"
+            result.objects.append(resources.bucket(ns.name, ns.uid, settings, retain=retain))
             status["bucket"] = "Synced" if bucket_ready(bucket) else "Provisioning"
         pending = [k for k in ("database", "bucket") if status[k] == "Provisioning"]
         deadline = ns.created + timedelta(seconds=settings.provisioning_timeout_seconds)

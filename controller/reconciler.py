@@ -59,6 +59,7 @@ class Controller:
         clock: Clock = utcnow,
         metrics: ControllerMetrics | None = None,
         workers: int = 4,
+        extensions: list[Any] | None = None,
     ) -> None:
         self.kube = kube
         self.settings = settings
@@ -71,6 +72,9 @@ class Controller:
         self.domains = tuple(settings.preview_domains)
         self.watchers: list[Watcher] = []
         self.available_kinds: set[str] = set()
+        # Side jobs with their own queues (GitHub statuses, bucket emptying): told after every
+        # reconcile, never awaited by it, so a slow GitHub or S3 never delays the allowlist.
+        self.extensions = list(extensions or [])
 
     # --- watch handlers: update the cache, enqueue the namespaces affected -----------
     def _sync_namespaces(self, items: list[dict[str, Any]]) -> None:
@@ -175,11 +179,23 @@ class Controller:
             log.info("caches_synced", extra={"namespaces": len(self.cache.namespaces)})
             tasks += [asyncio.create_task(self._worker(), name=f"worker-{i}") for i in range(self.workers)]
             tasks.append(asyncio.create_task(self._resync(), name="resync"))
+            tasks += [asyncio.create_task(self._supervise(ext), name=type(ext).__name__) for ext in self.extensions]
             await asyncio.gather(*tasks)
         finally:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _supervise(self, ext: Any) -> None:
+        """Keep a side job running; its failure must not stop the allowlist."""
+        while True:
+            try:
+                await ext.run()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("extension_failed", extra={"extension": type(ext).__name__})
+                await asyncio.sleep(10)
 
     @property
     def synced(self) -> bool:
@@ -209,6 +225,8 @@ class Controller:
                 self.metrics.reconcile_seconds.observe(time.perf_counter() - started)
                 self.queue.done(name)
                 self._update_gauges()
+                for ext in self.extensions:
+                    ext.notify(name)
 
     def _update_gauges(self) -> None:
         counts: dict[str, int] = {}

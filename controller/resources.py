@@ -37,17 +37,26 @@ def bucket_name(namespace: str, uid: str, settings: ControllerSettings) -> str:
     return name.strip("-")[:63]
 
 
-def bucket(namespace: str, uid: str, settings: ControllerSettings) -> dict[str, Any]:
+EMPTY_BUCKET_FINALIZER = names.PREFIX + "empty-bucket"
+
+
+def bucket(namespace: str, uid: str, settings: ControllerSettings, *, retain: bool = False) -> dict[str, Any]:
+    """The ACK Bucket; `retain` (the namespace opted out) keeps both the bucket and its data."""
+    policy = "retain" if retain else settings.bucket_deletion_policy
+    metadata: dict[str, Any] = {
+        "name": BUCKET_OBJECT_NAME,
+        "namespace": namespace,
+        "labels": _labels(),
+        # ACK reads the deletion policy from this annotation; explicit, never the controller default.
+        "annotations": {"services.k8s.aws/deletion-policy": policy},
+    }
+    if policy == "delete":
+        # Held until the controller has emptied the bucket (ACK cannot delete a non-empty one).
+        metadata["finalizers"] = [EMPTY_BUCKET_FINALIZER]
     return {
         "apiVersion": "s3.services.k8s.aws/v1alpha1",
         "kind": "Bucket",
-        "metadata": {
-            "name": BUCKET_OBJECT_NAME,
-            "namespace": namespace,
-            "labels": _labels(),
-            # ACK reads the deletion policy from this annotation; explicit, never the controller default.
-            "annotations": {"services.k8s.aws/deletion-policy": settings.bucket_deletion_policy},
-        },
+        "metadata": metadata,
         "spec": {"name": bucket_name(namespace, uid, settings)},
     }
 

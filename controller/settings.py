@@ -67,6 +67,20 @@ class ControllerSettings(BaseModel):
     bucket_deletion_policy: Literal["delete", "retain"] = Field(
         default="delete", description="ACK deletion policy for preview buckets."
     )
+    s3_endpoint_url: str = Field(
+        default="", description="S3 endpoint for emptying buckets before deletion (default: AWS, from the usual chain)."
+    )
+    s3_region: str = Field(default="", description="S3 region for emptying buckets (default: the AWS chain's).")
+    github_api_url: str = Field(
+        default="https://api.github.com", description="GitHub API for deployment statuses (Enterprise: https://HOST/api/v3)."
+    )
+    github_token: str = Field(default="", description="GitHub token for deployment statuses (or use a GitHub App).")
+    github_app_id: str = Field(default="", description="GitHub App id for deployment statuses (preferred over a token).")
+    github_app_installation_id: str = Field(default="", description="GitHub App installation id.")
+    github_app_private_key_file: str = Field(default="", description="Path of the GitHub App's private key (PEM).")
+    environment_url_scheme: Literal["https", "http"] = Field(
+        default="https", description="Scheme of the preview URL reported to GitHub."
+    )
     provisioning_timeout: str = Field(default="30m", description="Time after which a not-ready preview is Failed.")
     leader_election: bool = Field(default=True, description="Run only while holding the Lease.")
     lease_name: str = Field(default="preview-broker-controller", description="Name of the leader-election Lease.")
@@ -104,9 +118,22 @@ class ControllerSettings(BaseModel):
 
         if self.database_default and not self.database_destination_path:
             raise ConfigError(env_name("database_destination_path"), "is required when DATABASE_DEFAULT=true")
+        app = (self.github_app_id, self.github_app_installation_id, self.github_app_private_key_file)
+        if any(app) and not all(app):
+            raise ConfigError(env_name("github_app_id"),
+                              "GITHUB_APP_ID, GITHUB_APP_INSTALLATION_ID and GITHUB_APP_PRIVATE_KEY_FILE go together")
+        if self.github_app_private_key_file:
+            from pathlib import Path
+
+            if not Path(self.github_app_private_key_file).is_file():
+                raise ConfigError(env_name("github_app_private_key_file"), "file not found")
         if self.database_destination_path and not self.database_destination_path.startswith("s3://"):
             raise ConfigError(env_name("database_destination_path"), "must look like s3://bucket/path")
         return self
+
+    @property
+    def github_enabled(self) -> bool:
+        return bool(self.github_token or self.github_app_id)
 
     @property
     def default_ttl_seconds(self) -> float | None:

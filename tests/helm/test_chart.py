@@ -159,3 +159,17 @@ def test_every_value_has_a_comment() -> None:
             missing.append(stripped)
         commented.append((indent, has_comment))
     assert missing == []
+
+
+def test_github_app_credentials_are_wired_from_the_secret() -> None:
+    docs = render(CHART / "ci" / "lifecycle-values.yaml")
+    dep = next(d for d in by_kind(docs, "Deployment") if d["metadata"]["name"].endswith("-controller"))
+    spec = dep["spec"]["template"]["spec"]
+    env = {e["name"]: e for e in spec["containers"][0]["env"]}
+    assert env["PREVIEW_BROKER_GITHUB_APP_ID"]["valueFrom"]["secretKeyRef"] == {
+        "name": "preview-broker-github", "key": "app-id"}
+    assert env["PREVIEW_BROKER_GITHUB_APP_PRIVATE_KEY_FILE"]["value"] == "/etc/preview-broker/github/private-key"
+    volume = next(v for v in spec["volumes"] if v["name"] == "github")
+    assert volume["secret"]["secretName"] == "preview-broker-github"
+    sa = next(d for d in by_kind(docs, "ServiceAccount") if d["metadata"]["name"].endswith("-controller"))
+    assert "eks.amazonaws.com/role-arn" in sa["metadata"]["annotations"]

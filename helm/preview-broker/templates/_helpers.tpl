@@ -72,6 +72,9 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace 
 {{- if and .Values.controller.database.default (not .Values.controller.database.destinationPath) -}}
 {{- fail "controller.database.default=true needs controller.database.destinationPath (s3://bucket/path)" -}}
 {{- end -}}
+{{- if and .Values.controller.github.enabled (not .Values.controller.github.existingSecret) -}}
+{{- fail "controller.github.enabled=true needs controller.github.existingSecret (keys: token, or app-id, installation-id, private-key)" -}}
+{{- end -}}
 {{- if and (gt (int .Values.controller.replicaCount) 1) (not .Values.controller.leaderElection) -}}
 {{- fail "controller.replicaCount > 1 needs controller.leaderElection=true (only one replica may write)" -}}
 {{- end -}}

@@ -1,0 +1,118 @@
+"""Empty a preview's S3 bucket before ACK deletes it.
+
+ACK does not empty buckets, and S3 refuses to delete a non-empty one: the
+Bucket object (and with it the namespace) would stay Terminating forever.  So
+every Bucket the controller creates carries the finalizer below; when its
+deletion starts, the janitor deletes every object version and delete marker
+through the S3 API, then removes the finalizer and lets ACK delete the bucket.
+A namespace annotated `preview-broker.io/retain-bucket: "true"` gets a Bucket
+with deletion policy `retain` and no finalizer: the data stays.
+
+Credentials come from the usual AWS chain (IRSA in a cluster); S3_ENDPOINT_URL
+points elsewhere (MinIO, a test server).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from controller import resources
+from controller.kube import ApiError, KubeError
+from controller.queue import WorkQueue
+
+log = logging.getLogger("preview_broker.buckets")
+
+FINALIZER = resources.EMPTY_BUCKET_FINALIZER
+BATCH = 1000  # S3 DeleteObjects accepts at most 1000 keys
+
+
+class S3Error(Exception):
+    pass
+
+
+async def empty_bucket(s3: Any, bucket: str) -> int:
+    """Delete every version and delete marker; returns how many were deleted. A missing bucket is empty."""
+    deleted = 0
+    paginator = s3.get_paginator("list_object_versions")
+    try:
+        async for page in paginator.paginate(Bucket=bucket):
+            keys = [
+                {"Key": v["Key"], "VersionId": v["VersionId"]}
+                for v in (page.get("Versions") or []) + (page.get("DeleteMarkers") or [])
+            ]
+            for i in range(0, len(keys), BATCH):
+                chunk = keys[i : i + BATCH]
+                resp = await s3.delete_objects(Bucket=bucket, Delete={"Objects": chunk, "Quiet": True})
+                if resp.get("Errors"):
+                    first = resp["Errors"][0]
+                    raise S3Error(f"{bucket}: {len(resp['Errors'])} objects not deleted ({first.get('Code')})")
+                deleted += len(chunk)
+    except S3Error:
+        raise
+    except Exception as exc:  # botocore's ClientError and friends, translated at the boundary
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+        if code == "NoSuchBucket":
+            return deleted
+        raise S3Error(f"{bucket}: {type(exc).__name__}: {exc}") from None
+    return deleted
+
+
+class BucketJanitor:
+    def __init__(self, kube: Any, cache: Any, *, endpoint_url: str = "", region: str = "", workers: int = 2) -> None:
+        self.kube = kube
+        self.cache = cache
+        self.endpoint_url = endpoint_url or None
+        self.region = region or None
+        self.workers = workers
+        self.queue = WorkQueue()
+
+    def notify(self, namespace: str) -> None:
+        bucket = self.cache.buckets.get(namespace)
+        meta = (bucket or {}).get("metadata") or {}
+        if meta.get("deletionTimestamp") and FINALIZER in (meta.get("finalizers") or []):
+            self.queue.add(namespace)
+
+    async def run(self) -> None:
+        from aiobotocore.session import get_session
+
+        session = get_session()
+        async with session.create_client("s3", endpoint_url=self.endpoint_url, region_name=self.region) as s3:
+            await asyncio.gather(*(self._worker(s3) for _ in range(self.workers)))
+
+    async def _worker(self, s3: Any) -> None:
+        while True:
+            namespace = await self.queue.get()
+            try:
+                await self.tear_down(s3, namespace)
+            except (S3Error, KubeError) as exc:
+                log.warning("bucket_teardown_failed", extra={"namespace": namespace, "error": str(exc)[:300]})
+                self.queue.add_after(namespace, 10.0)
+            except Exception:
+                log.exception("bucket_teardown_crashed", extra={"namespace": namespace})
+                self.queue.add_after(namespace, 30.0)
+            finally:
+                self.queue.done(namespace)
+
+    async def tear_down(self, s3: Any, namespace: str) -> None:
+        obj = self.cache.buckets.get(namespace)
+        meta = (obj or {}).get("metadata") or {}
+        if not meta.get("deletionTimestamp") or FINALIZER not in (meta.get("finalizers") or []):
+            return
+        name = obj["spec"]["name"]
+        count = await empty_bucket(s3, name)
+        log.info("bucket_emptied", extra={"namespace": namespace, "bucket": name, "deleted": count})
+        remaining = [f for f in meta["finalizers"] if f != FINALIZER]
+        path = f"{resources.collection_path(obj)}/{meta['name']}"
+        try:
+            # resourceVersion makes this a compare-and-swap: another finalizer change is never lost.
+            await self.kube.merge_patch(path, {"metadata": {"finalizers": remaining,
+                                                            "resourceVersion": meta["resourceVersion"]}})
+        except ApiError as exc:
+            if exc.not_found:
+                return
+            if exc.conflict:
+                self.queue.add_after(namespace, 0.5)
+                return
+            raise
