@@ -33,22 +33,28 @@ class S3Error(Exception):
 
 
 async def empty_bucket(s3: Any, bucket: str) -> int:
-    """Delete every version and delete marker; returns how many were deleted. A missing bucket is empty."""
+    """Delete every version and delete marker; returns how many were deleted. A missing bucket is empty.
+
+    Each round lists from the start instead of following pagination markers:
+    deleting while paginating shifts what the next page would have been, and a
+    skipped version would make S3 refuse to delete the bucket.  The loop ends
+    only on a listing that comes back empty.
+    """
     deleted = 0
-    paginator = s3.get_paginator("list_object_versions")
     try:
-        async for page in paginator.paginate(Bucket=bucket):
+        while True:
+            page = await s3.list_object_versions(Bucket=bucket, MaxKeys=BATCH)
             keys = [
                 {"Key": v["Key"], "VersionId": v["VersionId"]}
                 for v in (page.get("Versions") or []) + (page.get("DeleteMarkers") or [])
-            ]
-            for i in range(0, len(keys), BATCH):
-                chunk = keys[i : i + BATCH]
-                resp = await s3.delete_objects(Bucket=bucket, Delete={"Objects": chunk, "Quiet": True})
-                if resp.get("Errors"):
-                    first = resp["Errors"][0]
-                    raise S3Error(f"{bucket}: {len(resp['Errors'])} objects not deleted ({first.get('Code')})")
-                deleted += len(chunk)
+            ][:BATCH]
+            if not keys:
+                return deleted
+            resp = await s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+            if resp.get("Errors"):
+                first = resp["Errors"][0]
+                raise S3Error(f"{bucket}: {len(resp['Errors'])} objects not deleted ({first.get('Code')})")
+            deleted += len(keys)
     except S3Error:
         raise
     except Exception as exc:  # botocore's ClientError and friends, translated at the boundary
@@ -56,7 +62,6 @@ async def empty_bucket(s3: Any, bucket: str) -> int:
         if code == "NoSuchBucket":
             return deleted
         raise S3Error(f"{bucket}: {type(exc).__name__}: {exc}") from None
-    return deleted
 
 
 class BucketJanitor:
