@@ -13,7 +13,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import httpx
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
-from starlette.requests import Request, cookie_parser
+from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
@@ -132,6 +132,10 @@ class Broker:
         self.extra_ports = frozenset(settings.allowed_ports)
         self.public_host = settings.public_host
         self.broker_cookies = CookieNames.for_scheme(settings.secure_cookies, bool(settings.cookie_domain))
+        # Label lookups cost more than the increments on the hot path: bind them once.
+        self._auth_result = {
+            r: self.metrics.auth_checks.labels(r) for r in ("ok", "unauthenticated", "forbidden", "host_not_live")
+        }
 
     # --- policy helpers ---------------------------------------------------
     def check(self, target: str | None, origin: Any = None) -> Verdict:
@@ -374,30 +378,33 @@ class Broker:
 
     # --- forward auth: the hot path ------------------------------------------------
     async def auth(self, request: Request) -> Response:
-        preview = from_forward_auth(request.headers)
+        return self.forward_auth(request.headers, request.url.query)
+
+    def forward_auth(self, headers: Mapping[str, str], query: str) -> Response:
+        """Decide one forward-auth request from its headers alone (no I/O, nothing awaited)."""
+        preview = from_forward_auth(headers)
         if preview.path.startswith("/oauth2/"):
             special = self._auth_special(preview)
             if special is not None:
                 return special
         if preview.host not in self.allowlist:
-            self.metrics.auth_checks.labels("host_not_live").inc()
+            self._auth_result["host_not_live"].inc()
             raise Forbidden("host_not_live", "This preview environment is not live.", host=preview.host)
-        names = self.cookie_names(preview.scheme)
-        token = cookie_parser(request.headers.get("cookie", "")).get(names.session)
+        token = cookie_value(headers.get("cookie", ""), self.cookie_names(preview.scheme).session)
         identity = self.sessions.verify(token, preview.host) if token else None
         if identity is None:
-            self.metrics.auth_checks.labels("unauthenticated").inc()
+            self._auth_result["unauthenticated"].inc()
             if token:
                 log.info("refused", extra={"endpoint": "auth", "reason": "session_invalid", "host": preview.host})
-            if request.query_params.get("redirect") == "true" and _wants_html(request):
+            if "redirect=true" in query.split("&") and _wants_html(headers):
                 url = self.settings.public_url + "/oauth2/start?" + urlencode({"rd": preview.url})
                 return RedirectResponse(url, 302, headers=NO_STORE)
             return PlainTextResponse("sign in required", 401, headers=NO_STORE)
         decision = authorize(identity, self.policy)
         if not decision.allowed:
-            self.metrics.auth_checks.labels("forbidden").inc()
+            self._auth_result["forbidden"].inc()
             raise Forbidden(f"not_authorized_{decision.reason}", "This account is not allowed into previews.")
-        self.metrics.auth_checks.labels("ok").inc()
+        self._auth_result["ok"].inc()
         return Response(status_code=202, headers=_identity_headers(identity))
 
     def _auth_special(self, preview: PreviewRequest) -> Response | None:
@@ -443,9 +450,20 @@ class Broker:
         )
 
 
-def _wants_html(request: Request) -> bool:
-    method = request.headers.get("x-forwarded-method", "GET").upper()
-    return method in ("GET", "HEAD") and "text/html" in request.headers.get("accept", "")
+def _wants_html(headers: Mapping[str, str]) -> bool:
+    method = headers.get("x-forwarded-method", "GET").upper()
+    return method in ("GET", "HEAD") and "text/html" in headers.get("accept", "")
+
+
+def cookie_value(header: str, name: str) -> str | None:
+    """One cookie's value from a Cookie header, without parsing the others (hot path)."""
+    if name not in header:
+        return None
+    for part in header.split(";"):
+        key, sep, value = part.strip().partition("=")
+        if sep and key == name:
+            return value.strip('"')
+    return None
 
 
 def _identity_headers(identity: Identity) -> dict[str, str]:
@@ -462,6 +480,13 @@ def _header_safe(value: str) -> str:
     return "".join(ch for ch in value if 0x20 <= ord(ch) < 0x7F)
 
 
+def _failure(broker: Broker, name: str, exc: Exception) -> Response:
+    if isinstance(exc, BrokerError):
+        return broker.refuse(name, exc)
+    log.exception("internal_error", extra={"endpoint": name})
+    return page(500, "Internal error", "The broker failed unexpectedly; the error was logged.", "internal")
+
+
 def _endpoint(broker: Broker, name: str, handler: Handler) -> Handler:
     latency = broker.metrics.latency.labels(name)
 
@@ -469,15 +494,41 @@ def _endpoint(broker: Broker, name: str, handler: Handler) -> Handler:
         started = time.perf_counter()
         try:
             return await handler(request)
-        except BrokerError as err:
-            return broker.refuse(name, err)
-        except Exception:
-            log.exception("internal_error", extra={"endpoint": name})
-            return page(500, "Internal error", "The broker failed unexpectedly; the error was logged.", "internal")
+        except Exception as exc:
+            return _failure(broker, name, exc)
         finally:
             latency.observe(time.perf_counter() - started)
 
     return wrapped
+
+
+class BrokerApp:
+    """The ASGI entry point: /oauth2/auth on a lean path, everything else through Starlette.
+
+    Forward auth runs on every request of every preview app, so it skips the
+    router, the Request object and header re-parsing; it calls the very same
+    Broker.forward_auth as the routed endpoint does, so the rules are identical.
+    """
+
+    def __init__(self, broker: Broker, app: Starlette) -> None:
+        self.broker = broker
+        self.app = app
+        self.state = app.state
+        self._latency = broker.metrics.latency.labels("auth")
+
+    async def __call__(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+        if scope["type"] == "http" and scope["path"] == "/oauth2/auth":
+            started = time.perf_counter()
+            try:
+                # ASGI servers deliver header names lower-cased, as from_forward_auth expects.
+                headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+                response = self.broker.forward_auth(headers, scope["query_string"].decode("latin-1"))
+            except Exception as exc:
+                response = _failure(self.broker, "auth", exc)
+            self._latency.observe(time.perf_counter() - started)
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 def build_allowlist(settings: BrokerSettings) -> AllowlistSource:
@@ -494,7 +545,7 @@ def create_app(
     allowlist: AllowlistSource | None = None,
     clock: Clock = system_clock,
     http: httpx.AsyncClient | None = None,
-) -> Starlette:
+) -> BrokerApp:
     source = allowlist if allowlist is not None else build_allowlist(settings)
     client = http or httpx.AsyncClient(timeout=settings.idp_timeout, follow_redirects=False)
     broker = Broker(settings, source, make_provider(settings, client), clock=clock)
@@ -527,4 +578,4 @@ def create_app(
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.broker = broker
-    return app
+    return BrokerApp(broker, app)

@@ -19,10 +19,11 @@ from typing import Any
 from broker.hosts import is_under
 from broker.identity import Identity
 from broker.replay import ReplayGuard
-from broker.tokens import Serializers, TokenError, dump, load
+from broker.tokens import Serializers, TokenError, dump, load, load_with_timestamp
 
 TICKET_PATH = "/oauth2/ticket"
 MAX_COOKIE_BYTES = 3800
+VERIFIED_CACHE_SIZE = 50_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +78,10 @@ class SessionCodec:
         self.ticket_ttl = ticket_ttl
         self.cookie_domain = cookie_domain
         self._relevant = relevant_groups
+        # token -> (payload, signed_at). Verifying an HMAC and decoding base64/JSON on every
+        # forward-auth request is the hot path's main cost; a token that verified once verifies
+        # forever under the same keys, so only its age (and host) is checked again.
+        self._verified: dict[str, tuple[dict[str, Any], int]] = {}
 
     # --- sessions -------------------------------------------------------
     def issue(self, host: str, identity: Identity) -> str:
@@ -90,9 +95,8 @@ class SessionCodec:
 
     def verify(self, token: str | None, host: str) -> Identity | None:
         """The identity in a session cookie valid for `host`, else None."""
-        try:
-            payload = load(self._s.session, token, self.session_ttl)
-        except TokenError:
+        payload = self._payload(token)
+        if payload is None:
             return None
         scope = payload.get("h")
         if scope == host:
@@ -100,6 +104,25 @@ class SessionCodec:
         if self.cookie_domain and scope == self.cookie_domain and is_under(host, (self.cookie_domain,)):
             return _identity_from(payload)
         return None
+
+    def _payload(self, token: str | None) -> dict[str, Any] | None:
+        if not token:
+            return None
+        now = int(self._s.clock())
+        cached = self._verified.get(token)
+        if cached is not None:
+            payload, signed_at = cached
+            age = now - signed_at
+            # The same rule itsdangerous applies: older than max_age or from the future is expired.
+            return payload if 0 <= age <= self.session_ttl else None
+        try:
+            payload, signed_at = load_with_timestamp(self._s.session, token, self.session_ttl)
+        except TokenError:
+            return None
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            self._verified.clear()  # simple and bounded; it refills at one HMAC per session
+        self._verified[token] = (payload, signed_at)
+        return payload
 
     # --- tickets ----------------------------------------------------------
     def mint_ticket(self, host: str, target: str, identity: Identity) -> str:

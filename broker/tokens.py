@@ -34,6 +34,7 @@ class Serializers:
     state: URLSafeTimedSerializer
     ticket: URLSafeTimedSerializer
     session: URLSafeTimedSerializer
+    clock: Clock
 
 
 def make_serializers(secret_keys: list[str], clock: Clock) -> Serializers:
@@ -46,7 +47,7 @@ def make_serializers(secret_keys: list[str], clock: Clock) -> Serializers:
     def build(salt: str) -> URLSafeTimedSerializer:
         return URLSafeTimedSerializer(secret_keys, salt=salt, signer=_Signer)
 
-    return Serializers(build(STATE_SALT), build(TICKET_SALT), build(SESSION_SALT))
+    return Serializers(build(STATE_SALT), build(TICKET_SALT), build(SESSION_SALT), clock)
 
 
 def dump(serializer: URLSafeTimedSerializer, payload: dict[str, Any]) -> str:
@@ -54,12 +55,19 @@ def dump(serializer: URLSafeTimedSerializer, payload: dict[str, Any]) -> str:
 
 
 def load(serializer: URLSafeTimedSerializer, token: str | None, max_age: int) -> dict[str, Any]:
+    return load_with_timestamp(serializer, token, max_age)[0]
+
+
+def load_with_timestamp(
+    serializer: URLSafeTimedSerializer, token: str | None, max_age: int
+) -> tuple[dict[str, Any], int]:
+    """The verified payload and the time it was signed (seconds since the epoch)."""
     if not token:
         raise TokenError("missing")
     if len(token) > MAX_TOKEN_LENGTH:
         raise TokenError("oversized")
     try:
-        payload = serializer.loads(token, max_age=max_age)
+        payload, signed_at = serializer.loads(token, max_age=max_age, return_timestamp=True)
     except SignatureExpired:
         raise TokenError("expired") from None
     except BadSignature:
@@ -68,4 +76,4 @@ def load(serializer: URLSafeTimedSerializer, token: str | None, max_age: int) ->
         raise TokenError("malformed") from None
     if not isinstance(payload, dict):
         raise TokenError("malformed")
-    return payload
+    return payload, int(signed_at.timestamp())

@@ -327,3 +327,31 @@ def test_pkce_verifier_is_derived_from_the_bind_cookie() -> None:
     assert derive("pkce", "a" * 43, "j1") != derive("pkce", "b" * 43, "j1")
     assert derive("pkce", "a" * 43, "j1") != derive("nonce", "a" * 43, "j1")
     assert len(derive("pkce", "a" * 43, "j1")) == 43
+
+
+def test_a_verified_session_still_expires_and_stays_host_bound(client: TestClient, idp: FakeIdP, clock, settings) -> None:
+    cookie = login_session(client, idp)
+    assert forward_auth(client, DEEP, cookie).status_code == 202  # verified once, now remembered
+    assert forward_auth(client, f"https://{PR2}/", cookie).status_code == 401  # remembered, still host-bound
+    clock.advance(settings.session_ttl + 1)
+    assert forward_auth(client, DEEP, cookie).status_code == 401
+    clock.advance(-(settings.session_ttl + 3600))  # a clock going back makes the token "from the future"
+    assert forward_auth(client, DEEP, cookie).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [
+        ("__Host-pb_session=abc", "abc"),
+        ("a=1; __Host-pb_session=abc.def; b=2", "abc.def"),
+        ('__Host-pb_session="q.v"', "q.v"),
+        ("x__Host-pb_session=evil; y=1", None),
+        ("__Host-pb_session_other=evil", None),
+        ("", None),
+        ("__Host-pb_session", None),
+    ],
+)
+def test_cookie_value(header, value) -> None:
+    from broker.app import cookie_value
+
+    assert cookie_value(header, "__Host-pb_session") == value
