@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv run demo test test-unit testbin system-deps image clean
+.PHONY: help venv run demo test test-unit testbin system-deps image bench bench-quick clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -27,7 +27,7 @@ demo: $(STAMP) testbin system-deps  ## the whole stack (control plane, Dex, Trae
 testbin:  ## build etcd, kube-apiserver, kube-controller-manager, dex, helm (once)
 	$(PYTHON) scripts/testbin
 
-SYSTEM_TOOLS := buildah debootstrap chromium
+SYSTEM_TOOLS := buildah debootstrap chromium wrk
 
 system-deps:  ## install buildah, debootstrap and chromium (Debian, as root) when missing
 	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
@@ -45,6 +45,14 @@ test: $(STAMP) testbin system-deps  ## set up and run every test (builds the rea
 
 test-unit: $(STAMP)  ## only the fast tests that need no real control plane
 	$(PY) -m pytest -q -m 'not cluster and not dex'
+
+bench: $(STAMP) testbin system-deps  ## full benchmarks: writes docs/benchmarks.md and plots (several minutes)
+	$(PY) -m pip install -q matplotlib
+	$(PY) bench/forward_auth.py --duration 10 --rounds 5 --report
+	$(PY) bench/propagation.py --count 200
+
+bench-quick: $(STAMP) testbin system-deps  ## the same comparison in seconds; ends with the forward-auth summary line
+	$(PY) bench/forward_auth.py --duration 2 --rounds 2
 
 clean:  ## remove the virtualenv and caches (not the testbin cache)
 	rm -rf $(VENV) .pytest_cache

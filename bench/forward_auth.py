@@ -118,7 +118,8 @@ def start_servers(work: Path) -> tuple[dict[str, Proc], dict[str, int], str]:
                                              "--port", str(ports["broker"])]), work / "broker.log", env=env).start()
     procs["bare-asgi"] = Proc("bare-asgi", pinned([
         sys.executable, "-m", "uvicorn", "bench.bare_asgi:app", "--host", "127.0.0.1", "--port",
-        str(ports["bare-asgi"]), "--no-access-log", "--log-level", "error"]), work / "bare.log",
+        str(ports["bare-asgi"]), "--no-access-log", "--log-level", "error", "--no-server-header",
+        "--no-date-header", "--no-proxy-headers"]), work / "bare.log",
         env={**os.environ, "PYTHONPATH": str(ROOT)}).start()
     procs["oauth2-proxy"] = Proc("oauth2-proxy", pinned([
         str(binary("oauth2-proxy")),
@@ -128,7 +129,7 @@ def start_servers(work: Path) -> tuple[dict[str, Proc], dict[str, int], str]:
         f"--redirect-url={op_callback}",
         f"--cookie-secret={secrets.token_hex(16)}", "--cookie-secure=false",
         "--email-domain=*", "--upstream=static://202", "--skip-provider-button=true",
-        "--set-xauthrequest=true", "--reverse-proxy=true",
+        "--set-xauthrequest=true", "--reverse-proxy=true", "--approval-prompt=auto",
         # The broker logs no line per request; neither should oauth2-proxy in a fair comparison.
         "--request-logging=false", "--auth-logging=false", "--standard-logging=false",
     ]), work / "oauth2-proxy.log", env={**os.environ, "GOMAXPROCS": "1"}).start()
@@ -150,6 +151,7 @@ def oauth2_proxy_cookie(port: int) -> str:
         r = c.get(f"{issuer_auth}/mock?{query}")
         while r.status_code in (301, 302, 303) and not r.headers["location"].startswith(base):
             r = c.get(urljoin(str(r.url), r.headers["location"]))
+        assert r.status_code in (301, 302, 303), f"Dex login failed: {r.status_code} {r.url} {r.text[-1500:]}"
         r = c.get(r.headers["location"])
         assert r.status_code in (302, 303), f"oauth2-proxy callback failed: {r.status_code} {r.text[:200]}"
         jar = "; ".join(f"{k}={v}" for k, v in c.cookies.items() if k.startswith("_oauth2_proxy")
@@ -254,6 +256,7 @@ def main() -> int:
         all_cases = cases(ports, oauth2_proxy_cookie(ports["oauth2-proxy"]), broker_cookie(keys))
         for c in all_cases:
             sanity(c)
+            wrk(c.url, c.headers, 1, a.connections)  # warm-up, not measured
         for rnd in range(a.rounds):
             order = all_cases if rnd % 2 == 0 else list(reversed(all_cases))
             for c in order:

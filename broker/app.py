@@ -13,6 +13,7 @@ import logging
 import re
 import secrets
 import time
+from functools import lru_cache
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -39,6 +40,7 @@ from broker.replay import ReplayGuard
 from broker.sessions import TICKET_PATH, CookieNames, SessionCodec
 from broker.settings import BrokerSettings
 from broker.tokens import TokenError, dump, load, make_serializers
+from broker.web import RawResponse, encode_query, redirect, set_cookie_header
 
 log = logging.getLogger("preview_broker.broker")
 
@@ -96,7 +98,7 @@ def _origin_of(url: str) -> str:
 def _append_query(url: str, params: dict[str, str]) -> str:
     base, _, fragment = url.partition("#")
     sep = "&" if "?" in base else "?"
-    return base + sep + urlencode(params) + (f"#{fragment}" if fragment else "")
+    return base + sep + encode_query(params) + (f"#{fragment}" if fragment else "")
 
 
 class Broker:
@@ -136,6 +138,9 @@ class Broker:
         self._auth_result = {
             r: self.metrics.auth_checks.labels(r) for r in ("ok", "unauthenticated", "forbidden", "host_not_live")
         }
+        self._started = {m: self.metrics.logins_started.labels(m) for m in ("gate", "relay")}
+        parent = bool(settings.cookie_domain)
+        self._cookie_names = {s: CookieNames.for_scheme(s, parent) for s in (True, False)}
 
     # --- policy helpers ---------------------------------------------------
     def check(self, target: str | None, origin: Any = None) -> Verdict:
@@ -148,7 +153,7 @@ class Broker:
         )
 
     def cookie_names(self, scheme: str) -> CookieNames:
-        return CookieNames.for_scheme(scheme == "https", bool(self.settings.cookie_domain))
+        return self._cookie_names[scheme == "https"]
 
     def refuse(self, endpoint: str, err: BrokerError) -> Response:
         self.metrics.refused.labels(endpoint, err.reason).inc()
@@ -157,6 +162,9 @@ class Broker:
 
     def preview_request(self, request: Request) -> PreviewRequest | None:
         """The preview host a direct request arrived on, or None on the broker's own host."""
+        raw = request.headers.get("x-forwarded-host") or request.headers.get("host") or ""
+        if raw.partition(":")[0] == self.public_host:
+            return None  # the common case, decided without parsing
         try:
             req = from_direct(request.headers, request.url.scheme, request.url.path, request.url.query)
         except BrokerError:
@@ -189,9 +197,9 @@ class Broker:
         state = dump(self.serializers.state, envelope)
         authz = await self.provider.authorization_endpoint()
         url = _append_query(authz, {**q, "redirect_uri": self.settings.callback_url, "state": state})
-        self.metrics.logins_started.labels("relay").inc()
+        self._started["relay"].inc()
         log.info("login_started", extra={"mode": "relay", "host": target.host})
-        return self._with_bind(RedirectResponse(url, 302, headers=NO_STORE), bind)
+        return redirect(url, [self._bind_cookie(bind)])
 
     # --- gate mode ------------------------------------------------------------
     async def start(self, request: Request) -> Response:
@@ -215,9 +223,9 @@ class Broker:
             ),
         }
         url = _append_query(await self.provider.authorization_endpoint(), params)
-        self.metrics.logins_started.labels("gate").inc()
+        self._started["gate"].inc()
         log.info("login_started", extra={"mode": "gate", "host": target.host})
-        return self._with_bind(RedirectResponse(url, 302, headers=NO_STORE), bind)
+        return redirect(url, [self._bind_cookie(bind)])
 
     def _start_from_preview(self, preview: PreviewRequest, q: dict[str, str]) -> Response:
         """A start on the preview host: resolve a relative rd there, continue on the broker host."""
@@ -405,7 +413,7 @@ class Broker:
             self._auth_result["forbidden"].inc()
             raise Forbidden(f"not_authorized_{decision.reason}", "This account is not allowed into previews.")
         self._auth_result["ok"].inc()
-        return Response(status_code=202, headers=_identity_headers(identity))
+        return RawResponse(202, _identity_raw_headers(identity))
 
     def _auth_special(self, preview: PreviewRequest) -> Response | None:
         """Broker paths on the preview host, reached through forward auth (Traefik)."""
@@ -434,12 +442,11 @@ class Broker:
         current = request.cookies.get(self.broker_cookies.bind, "")
         return current if _BIND_VALUE.match(current) else secrets.token_urlsafe(32)
 
-    def _with_bind(self, resp: Response, bind: str) -> Response:
+    def _bind_cookie(self, bind: str) -> bytes:
         # Refreshed on every start so a login begun now can finish within state_ttl.
-        self._set_cookie(
-            resp, self.broker_cookies.bind, bind, self.settings.state_ttl + 60, secure=self.settings.secure_cookies
+        return set_cookie_header(
+            self.broker_cookies.bind, bind, max_age=self.settings.state_ttl + 60, secure=self.settings.secure_cookies
         )
-        return resp
 
     @staticmethod
     def _set_cookie(
@@ -464,6 +471,12 @@ def cookie_value(header: str, name: str) -> str | None:
         if sep and key == name:
             return value.strip('"')
     return None
+
+
+@lru_cache(maxsize=65536)
+def _identity_raw_headers(identity: Identity) -> list[tuple[bytes, bytes]]:
+    """The 202's headers, computed once per identity (they are the same on every request)."""
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in _identity_headers(identity).items()]
 
 
 def _identity_headers(identity: Identity) -> dict[str, str]:
@@ -510,13 +523,19 @@ class BrokerApp:
     Broker.forward_auth as the routed endpoint does, so the rules are identical.
     """
 
-    def __init__(self, broker: Broker, app: Starlette) -> None:
+    def __init__(self, broker: Broker, app: Starlette, lean: dict[str, Handler]) -> None:
         self.broker = broker
         self.app = app
         self.state = app.state
         self._latency = broker.metrics.latency.labels("auth")
+        # GET endpoints that need no routing features: called directly with a Request.
+        self._lean = lean
 
     async def __call__(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+        if scope["type"] == "http" and scope["method"] == "GET" and scope["path"] in self._lean:
+            response = await self._lean[scope["path"]](Request(scope, receive))
+            await response(scope, receive, send)
+            return
         if scope["type"] == "http" and scope["path"] == "/oauth2/auth":
             started = time.perf_counter()
             try:
@@ -564,11 +583,14 @@ def create_app(
             if http is None:
                 await client.aclose()
 
+    login = {
+        "/oauth2/relay": _endpoint(broker, "relay", broker.relay),
+        "/oauth2/start": _endpoint(broker, "start", broker.start),
+        "/oauth2/callback": _endpoint(broker, "callback", broker.callback),
+    }
     routes = [
         Route("/oauth2/auth", _endpoint(broker, "auth", broker.auth), methods=["GET", "HEAD", "POST"]),
-        Route("/oauth2/relay", _endpoint(broker, "relay", broker.relay)),
-        Route("/oauth2/start", _endpoint(broker, "start", broker.start)),
-        Route("/oauth2/callback", _endpoint(broker, "callback", broker.callback)),
+        *(Route(path, handler) for path, handler in login.items()),
         Route(TICKET_PATH, _endpoint(broker, "ticket", broker.ticket)),
         Route("/oauth2/sign_out", _endpoint(broker, "sign_out", broker.sign_out), methods=["GET", "POST"]),
         Route("/oauth2/userinfo", _endpoint(broker, "userinfo", broker.userinfo)),
@@ -578,4 +600,4 @@ def create_app(
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.broker = broker
-    return BrokerApp(broker, app)
+    return BrokerApp(broker, app, login)

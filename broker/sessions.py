@@ -81,7 +81,7 @@ class SessionCodec:
         # token -> (payload, signed_at). Verifying an HMAC and decoding base64/JSON on every
         # forward-auth request is the hot path's main cost; a token that verified once verifies
         # forever under the same keys, so only its age (and host) is checked again.
-        self._verified: dict[str, tuple[dict[str, Any], int]] = {}
+        self._verified: dict[str, tuple[Identity, str, int]] = {}
 
     # --- sessions -------------------------------------------------------
     def issue(self, host: str, identity: Identity) -> str:
@@ -95,34 +95,36 @@ class SessionCodec:
 
     def verify(self, token: str | None, host: str) -> Identity | None:
         """The identity in a session cookie valid for `host`, else None."""
-        payload = self._payload(token)
-        if payload is None:
+        verified = self._verify(token)
+        if verified is None:
             return None
-        scope = payload.get("h")
+        identity, scope = verified
         if scope == host:
-            return _identity_from(payload)
+            return identity
         if self.cookie_domain and scope == self.cookie_domain and is_under(host, (self.cookie_domain,)):
-            return _identity_from(payload)
+            return identity
         return None
 
-    def _payload(self, token: str | None) -> dict[str, Any] | None:
+    def _verify(self, token: str | None) -> tuple[Identity, str] | None:
+        """(identity, host scope) of a valid session token, else None."""
         if not token:
             return None
         now = int(self._s.clock())
         cached = self._verified.get(token)
         if cached is not None:
-            payload, signed_at = cached
+            identity, scope, signed_at = cached
             age = now - signed_at
             # The same rule itsdangerous applies: older than max_age or from the future is expired.
-            return payload if 0 <= age <= self.session_ttl else None
+            return (identity, scope) if 0 <= age <= self.session_ttl else None
         try:
             payload, signed_at = load_with_timestamp(self._s.session, token, self.session_ttl)
         except TokenError:
             return None
         if len(self._verified) >= VERIFIED_CACHE_SIZE:
             self._verified.clear()  # simple and bounded; it refills at one HMAC per session
-        self._verified[token] = (payload, signed_at)
-        return payload
+        identity, scope = _identity_from(payload), str(payload.get("h", ""))
+        self._verified[token] = (identity, scope, signed_at)
+        return identity, scope
 
     # --- tickets ----------------------------------------------------------
     def mint_ticket(self, host: str, target: str, identity: Identity) -> str:

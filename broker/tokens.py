@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
+from itsdangerous import BadSignature, Serializer, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
+from itsdangerous.encoding import base64_encode
 
 from broker.clock import Clock
 
@@ -37,15 +38,35 @@ class Serializers:
     clock: Clock
 
 
+class _Uncompressed(URLSafeTimedSerializer):
+    """URL-safe tokens without the zlib attempt: our payloads are small, and compressing every
+    token cost more than signing it. Compressed tokens (leading '.') still load."""
+
+    def dump_payload(self, obj: Any) -> bytes:
+        return base64_encode(Serializer.dump_payload(self, obj))
+
+
 def make_serializers(secret_keys: list[str], clock: Clock) -> Serializers:
+    derived: dict[tuple[bytes, bytes | None], bytes] = {}
+
     class _Signer(TimestampSigner):
         # itsdangerous asks the signer for "now" both when signing and when
         # checking max_age; routing it through our clock makes expiry testable.
         def get_timestamp(self) -> int:
             return int(clock())
 
+        # Signers are created per call and re-derive the key (an HMAC) each time;
+        # the derived key depends only on (key, salt), so remember it.
+        def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
+            key = self.secret_keys[-1] if secret_key is None else secret_key
+            key = key.encode() if isinstance(key, str) else key
+            cache_key = (key, self.salt)
+            if cache_key not in derived:
+                derived[cache_key] = super().derive_key(key)
+            return derived[cache_key]
+
     def build(salt: str) -> URLSafeTimedSerializer:
-        return URLSafeTimedSerializer(secret_keys, salt=salt, signer=_Signer)
+        return _Uncompressed(secret_keys, salt=salt, signer=_Signer)
 
     return Serializers(build(STATE_SALT), build(TICKET_SALT), build(SESSION_SALT), clock)
 
