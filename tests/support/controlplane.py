@@ -211,7 +211,8 @@ def install_crds(cp: ControlPlane) -> list[str]:
         def established() -> bool:
             for name in names:
                 crd = c.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}").json()
-                conds = {x["type"]: x["status"] for x in crd.get("status", {}).get("conditions", [])}
+                # Right after creation the apiserver may report "conditions": null.
+                conds = {x["type"]: x["status"] for x in (crd.get("status") or {}).get("conditions") or []}
                 if conds.get("Established") != "True":
                     return False
             return True
