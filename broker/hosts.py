@@ -58,3 +58,13 @@ def is_under(host: str, domains: frozenset[str] | tuple[str, ...]) -> bool:
     redirect target (that is exact allowlist membership only).
     """
     return any(host.endswith("." + d) for d in domains)
+
+
+def parse_domains(values: list[str]) -> list[str]:
+    """PREVIEW_DOMAINS for both components: at least one, each a DNS name (normalized)."""
+    if not values:
+        raise ValueError("needs at least one parent domain, e.g. preview.example.com")
+    try:
+        return [normalize_host(d) for d in values]
+    except InvalidHost as exc:
+        raise ValueError(f"not a DNS name: {exc}") from None

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from broker.config import split_list
-from broker.hosts import InvalidHost, is_under, normalize_host
+from broker.hosts import InvalidHost, is_under, normalize_host, parse_domains
 
 CommaList = Annotated[list[str], BeforeValidator(split_list)]
 PortList = Annotated[list[int], BeforeValidator(split_list)]
@@ -88,12 +88,7 @@ class BrokerSettings(BaseModel):
     @field_validator("preview_domains")
     @classmethod
     def _domains(cls, v: list[str]) -> list[str]:
-        if not v:
-            raise ValueError("needs at least one parent domain, e.g. preview.example.com")
-        try:
-            return [normalize_host(d) for d in v]
-        except InvalidHost as exc:
-            raise ValueError(f"not a DNS name: {exc}") from None
+        return parse_domains(v)
 
     @field_validator("allowed_hosts")
     @classmethod

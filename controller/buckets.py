@@ -20,7 +20,7 @@ from typing import Any
 
 from controller import resources
 from controller.kube import ApiError, KubeError
-from controller.queue import WorkQueue
+from controller.queue import WorkQueue, drain_forever
 
 log = logging.getLogger("preview_broker.buckets")
 
@@ -84,21 +84,11 @@ class BucketJanitor:
 
         session = get_session()
         async with session.create_client("s3", endpoint_url=self.endpoint_url, region_name=self.region) as s3:
-            await asyncio.gather(*(self._worker(s3) for _ in range(self.workers)))
-
-    async def _worker(self, s3: Any) -> None:
-        while True:
-            namespace = await self.queue.get()
-            try:
-                await self.tear_down(s3, namespace)
-            except (S3Error, KubeError) as exc:
-                log.warning("bucket_teardown_failed", extra={"namespace": namespace, "error": str(exc)[:300]})
-                self.queue.add_after(namespace, 10.0)
-            except Exception:
-                log.exception("bucket_teardown_crashed", extra={"namespace": namespace})
-                self.queue.add_after(namespace, 30.0)
-            finally:
-                self.queue.done(namespace)
+            await asyncio.gather(*(
+                drain_forever(self.queue, lambda ns: self.tear_down(s3, ns), job="bucket_teardown",
+                              expected=(S3Error, KubeError), retry_after=10.0, log=log)
+                for _ in range(self.workers)
+            ))
 
     async def tear_down(self, s3: Any, namespace: str) -> None:
         obj = self.cache.buckets.get(namespace)

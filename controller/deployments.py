@@ -20,7 +20,7 @@ from typing import Any
 from controller import names
 from controller.github import GitHubClient, GitHubError
 from controller.kube import KubeError
-from controller.queue import WorkQueue
+from controller.queue import WorkQueue, drain_forever
 
 log = logging.getLogger("preview_broker.deployments")
 
@@ -73,21 +73,11 @@ class DeploymentReporter:
         self.queue.add(name)
 
     async def run(self) -> None:
-        await asyncio.gather(*(self._worker() for _ in range(self.workers)))
-
-    async def _worker(self) -> None:
-        while True:
-            name = await self.queue.get()
-            try:
-                await self.report(name)
-            except (GitHubError, KubeError) as exc:
-                log.warning("github_report_failed", extra={"namespace": name, "error": str(exc)[:300]})
-                self.queue.add_after(name, 30.0)
-            except Exception:
-                log.exception("github_report_crashed", extra={"namespace": name})
-                self.queue.add_after(name, 60.0)
-            finally:
-                self.queue.done(name)
+        await asyncio.gather(*(
+            drain_forever(self.queue, self.report, job="github_report", expected=(GitHubError, KubeError),
+                          retry_after=30.0, log=log)
+            for _ in range(self.workers)
+        ))
 
     async def report(self, name: str) -> None:
         from controller.reconciler import PE_PATH

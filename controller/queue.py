@@ -8,6 +8,8 @@ one reconcile.
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Awaitable, Callable
 
 
 class WorkQueue:
@@ -59,3 +61,27 @@ class WorkQueue:
 
     def idle(self) -> bool:
         return not self._waiting and not self._active
+
+
+async def drain_forever(
+    queue: WorkQueue,
+    handle: Callable[[str], Awaitable[None]],
+    *,
+    job: str,
+    expected: tuple[type[Exception], ...],
+    retry_after: float,
+    log: logging.Logger,
+) -> None:
+    """A side-job worker: take a key, handle it, retry later on failure; never stop."""
+    while True:
+        key = await queue.get()
+        try:
+            await handle(key)
+        except expected as exc:
+            log.warning(f"{job}_failed", extra={"key": key, "error": str(exc)[:300]})
+            queue.add_after(key, retry_after)
+        except Exception:  # a bug in one key's handling must not stop the others
+            log.exception(f"{job}_crashed", extra={"key": key})
+            queue.add_after(key, retry_after * 3)
+        finally:
+            queue.done(key)

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from broker.config import split_list
-from broker.hosts import InvalidHost, normalize_host
+from broker.hosts import parse_domains
 
 CommaList = Annotated[list[str], BeforeValidator(split_list)]
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
@@ -92,12 +92,7 @@ class ControllerSettings(BaseModel):
     @field_validator("preview_domains")
     @classmethod
     def _domains(cls, v: list[str]) -> list[str]:
-        if not v:
-            raise ValueError("needs at least one parent domain, e.g. preview.example.com")
-        try:
-            return [normalize_host(d) for d in v]
-        except InvalidHost as exc:
-            raise ValueError(f"not a DNS name: {exc}") from None
+        return parse_domains(v)
 
     @field_validator("default_ttl")
     @classmethod

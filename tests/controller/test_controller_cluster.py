@@ -153,9 +153,12 @@ async def test_foreign_host_refused_with_warning_event(rig: Rig) -> None:
 
     await eventually(refused, "refusal recorded")
     assert "login.evil.com" not in rig.allowlist
-    events = await eventually(lambda: rig.events(ns), "events")
-    assert any(e["type"] == "Warning" and e["reason"] == "HostRefused" and "login.evil.com" in e["message"]
-               for e in events)
+
+    async def warned() -> bool:
+        return any(e["type"] == "Warning" and e["reason"] == "HostRefused" and "login.evil.com" in e["message"]
+                   for e in await rig.events(ns))
+
+    await eventually(warned, "HostRefused warning event")
 
 
 async def test_duplicate_claim_older_keeps_it_newer_warned_then_handover(rig: Rig) -> None:
@@ -288,9 +291,10 @@ async def test_restarting_the_controller_changes_nothing(rig: Rig, control_plane
 async def test_bad_object_gets_event_not_crash(rig: Rig) -> None:
     ns = await rig.namespace(host="not a host!", annotations={names.ANN_TTL: "whenever"})
     good = f"after-{uuid.uuid4().hex[:6]}.{DOMAIN}"
-    await eventually(lambda: rig.events(ns), "events on the bad namespace")
-    reasons = {e["reason"] for e in await rig.events(ns)}
-    assert {"HostRefused", "InvalidTTL"} <= reasons
+    async def both_warned() -> bool:
+        return {"HostRefused", "InvalidTTL"} <= {e["reason"] for e in await rig.events(ns)}
+
+    await eventually(both_warned, "HostRefused and InvalidTTL events on the bad namespace")
     await rig.namespace(host=good)
     await eventually(lambda: good in rig.allowlist, "controller still works")
 

@@ -107,8 +107,10 @@ def test_components_work_with_exactly_the_chart_rbac(installed: ControlPlane, tm
             wait_until(lambda: relay_status() == 302, "host accepted through the chart's RBAC", 30, controller)
             pe = admin.get(f"/apis/preview-broker.io/v1alpha1/previewenvironments/{name}").json()
             assert pe["status"]["phase"] == "Ready"
-            events = admin.get(f"/api/v1/namespaces/{name}/events").json()["items"]
-            assert any(e["reason"] == "Ready" for e in events)  # events: create is granted
+            # events: create is granted (the event follows the status patch, so wait for it)
+            wait_until(lambda: any(e["reason"] == "Ready" for e in
+                                   admin.get(f"/api/v1/namespaces/{name}/events").json()["items"]),
+                       "Ready event recorded with the chart's RBAC", 20, controller)
             # Expiry with expiryAction=delete exercises the namespace delete permission.
             admin.patch(f"/api/v1/namespaces/{name}",
                         json={"metadata": {"annotations": {"preview-broker.io/expires-at": "2000-01-01T00:00:00Z"}}},
