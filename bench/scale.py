@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""The controller and the broker at scale, against the real control plane.
+
+    .venv/bin/python bench/scale.py [--namespaces 10000] [--changes 50]
+
+1. Creates N preview namespaces, each with a host annotation and an Ingress.
+2. Starts `preview-broker controller` and times its first full sync: until its
+   published allowlist holds N hosts (this run also writes N PreviewEnvironments).
+3. Restarts it and times the sync again (the steady-state restart case: lists only).
+4. Starts `preview-broker broker` (kubernetes source) and times it to /readyz.
+5. Measures propagation over --changes new namespaces: create -> the broker accepts
+   the host (polled through /oauth2/relay); prints p50/p99.
+6. Prints both processes' resident memory (VmRSS).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import ssl
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+
+from tests.support.controlplane import cleanup, install_crds, start_control_plane  # noqa: E402
+from tests.support.procs import Proc, free_port, http_ok, wait_until  # noqa: E402
+
+DOMAIN = "preview.example.com"
+
+
+def rss_mib(proc: Proc) -> float:
+    for line in Path(f"/proc/{proc.popen.pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def metric(port: int, name: str) -> float:
+    for line in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return -1.0
+
+
+async def create_namespaces(cp, n: int, prefix: str) -> None:
+    async with httpx.AsyncClient(base_url=cp.api_url, headers={"Authorization": f"Bearer {cp.admin_token}"},
+                                 verify=ssl.create_default_context(cafile=str(cp.ca_file)), timeout=60) as api:
+        sem = asyncio.Semaphore(32)
+        done = 0
+
+        async def one(i: int) -> None:
+            nonlocal done
+            name, host = f"{prefix}-{i}", f"{prefix}-{i}.{DOMAIN}"
+            async with sem:
+                (await api.post("/api/v1/namespaces", json={"metadata": {
+                    "name": name, "labels": {"preview-broker.io/preview": "true"},
+                    "annotations": {"preview-broker.io/host": host}}})).raise_for_status()
+                (await api.post(f"/apis/networking.k8s.io/v1/namespaces/{name}/ingresses", json={
+                    "metadata": {"name": "web"}, "spec": {"rules": [{"host": f"api-{host}"}]}})).raise_for_status()
+            done += 1
+            if done % 500 == 0:
+                print(f"\r  created {done}/{n}", end="", file=sys.stderr, flush=True)
+
+        await asyncio.gather(*(one(i) for i in range(n)))
+        print(file=sys.stderr)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--namespaces", type=int, default=10000)
+    p.add_argument("--changes", type=int, default=50)
+    a = p.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="pb-scale-"))
+    print(f"scale: starting the control plane (logs in {work})", file=sys.stderr)
+    cp = start_control_plane(work / "cp")
+    procs: list[Proc] = []
+    results: list[tuple[str, str]] = []
+    try:
+        install_crds(cp)
+        t0 = time.monotonic()
+        asyncio.run(create_namespaces(cp, a.namespaces, "s"))
+        results.append(("create namespaces + ingresses", f"{time.monotonic() - t0:.1f} s"))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PREVIEW_BROKER_")}
+        env.update({"KUBECONFIG": str(cp.kubeconfig), "PREVIEW_BROKER_PREVIEW_DOMAINS": DOMAIN,
+                    "PREVIEW_BROKER_LEADER_ELECTION": "false", "PREVIEW_BROKER_LOG_LEVEL": "WARNING"})
+        expected = 2 * a.namespaces  # annotation host + ingress host
+        for label in ("controller first sync (writes every PreviewEnvironment)", "controller restart sync"):
+            mport = free_port()
+            ctrl = Proc("controller", [sys.executable, "-m", "broker.cli", "controller", "--metrics-port",
+                                       str(mport)], work / "controller.log", env=env).start()
+            procs.append(ctrl)
+            t0 = time.monotonic()
+            wait_until(lambda: metric(mport, "preview_broker_allowlist_hosts") >= expected,
+                       "controller allowlist complete", 1800, ctrl)
+            results.append((label, f"{time.monotonic() - t0:.1f} s"))
+            results.append((f"controller RSS after {label.split(' (')[0]}", f"{rss_mib(ctrl):.0f} MiB"))
+            if label.startswith("controller first"):
+                ctrl.stop()
+                procs.remove(ctrl)
+        bport = free_port()
+        benv = {k: v for k, v in os.environ.items() if not k.startswith("PREVIEW_BROKER_")}
+        benv.update({
+            "KUBECONFIG": str(cp.kubeconfig), "PREVIEW_BROKER_PUBLIC_URL": "https://auth.preview.example.com",
+            "PREVIEW_BROKER_PREVIEW_DOMAINS": DOMAIN, "PREVIEW_BROKER_ALLOWLIST_SOURCE": "kubernetes",
+            "PREVIEW_BROKER_PROVIDER": "github", "PREVIEW_BROKER_CLIENT_ID": "c", "PREVIEW_BROKER_CLIENT_SECRET": "s",
+            "PREVIEW_BROKER_SECRET_KEYS": secrets.token_urlsafe(32), "PREVIEW_BROKER_ALLOWED_EMAIL_DOMAINS": "*",
+            "PREVIEW_BROKER_LOG_LEVEL": "WARNING"})
+        t0 = time.monotonic()
+        broker = Proc("broker", [sys.executable, "-m", "broker.cli", "broker", "--host", "127.0.0.1", "--port",
+                                 str(bport)], work / "broker.log", env=benv).start()
+        procs.append(broker)
+        wait_until(http_ok(f"http://127.0.0.1:{bport}/readyz"), "broker ready", 600, broker)
+        results.append(("broker start to ready (first list)", f"{time.monotonic() - t0:.1f} s"))
+
+        def accepted(host: str) -> bool:
+            r = httpx.get(f"http://127.0.0.1:{bport}/oauth2/relay", params={
+                "return_to": f"https://{host}/cb", "client_id": "c", "response_type": "code"})
+            return r.status_code == 302
+
+        latencies = []
+        with cp.client() as api:
+            for i in range(a.changes):
+                name, host = f"chg-{i}", f"chg-{i}.{DOMAIN}"
+                api.post("/api/v1/namespaces", json={"metadata": {
+                    "name": name, "labels": {"preview-broker.io/preview": "true"},
+                    "annotations": {"preview-broker.io/host": host}}}).raise_for_status()
+                t0 = time.monotonic()
+                while not accepted(host):
+                    if time.monotonic() - t0 > 60:
+                        raise SystemExit(f"scale: {host} not accepted within 60 s")
+                latencies.append((time.monotonic() - t0) * 1000)
+        ordered = sorted(latencies)
+        results.append(("propagation p50 (create -> broker accepts)", f"{statistics.median(ordered):.0f} ms"))
+        results.append(("propagation p99", f"{ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]:.0f} ms"))
+        results.append(("broker RSS", f"{rss_mib(broker):.0f} MiB"))
+        results.append(("controller RSS (end)", f"{rss_mib(procs[0]):.0f} MiB"))
+    finally:
+        for proc in procs:
+            proc.stop()
+        cleanup(cp)
+    print(f"scale: {a.namespaces} preview namespaces (each with one Ingress), {a.changes} changes")
+    for k, v in results:
+        print(f"  {k:58} {v}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
