@@ -32,7 +32,7 @@ def verdict(target: str, **kw):
     [
         (f"https://{PR1}", f"https://{PR1}/"),
         (f"https://{PR1}/a/b?c=d#e", f"https://{PR1}/a/b?c=d#e"),
-        (f"HTTPS://PR-1.Preview.Example.COM/x", f"https://{PR1}/x"),
+        ("HTTPS://PR-1.Preview.Example.COM/x", f"https://{PR1}/x"),
         (f"https://{PR1}./x", f"https://{PR1}/x"),
         (f"https://{PR1}:443/x", f"https://{PR1}/x"),
         (f"https://{PR1}?q=1", f"https://{PR1}/?q=1"),
@@ -95,7 +95,7 @@ def test_default_or_configured_port_only(target, extra, ok) -> None:
         (f"https://{PR1}@evil.com/", "userinfo"),
         (f"https://u:p@{PR1}/", "userinfo"),
         (f"https://{PR1}\\@evil.com", "backslash"),
-        (f"/\\evil.com", "backslash"),
+        ("/\\evil.com", "backslash"),
         (f"https://{PR1}/\tx", "whitespace_or_control"),
         (f"https://{PR1}/\x00", "whitespace_or_control"),
         (f"https://{PR1}/\u2028", "whitespace_or_control"),

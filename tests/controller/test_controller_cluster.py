@@ -16,7 +16,7 @@ import pytest
 
 from broker.kube_allowlist import KubernetesAllowlist
 from controller import names
-from controller.kube import ApiError, Kube
+from controller.kube import Kube
 from controller.reconciler import PE_PATH, Controller
 from controller.settings import ControllerSettings
 from tests.support.controlplane import ControlPlane

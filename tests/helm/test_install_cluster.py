@@ -16,7 +16,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 
 from tests.helm.test_chart import CHART, helm
 from tests.support.controlplane import ControlPlane
