@@ -25,14 +25,19 @@ def dex_login(page, stack: Stack) -> None:
     page.click("#submit-login")
 
 
-def test_gate_mode_deep_link_round_trip_through_traefik_forward_auth(page, stack: Stack) -> None:
-    target = stack.url("pr-1", DEEP)
+def gate_round_trip(page, stack: Stack, namespace: str) -> None:
+    """Open a deep link on a gated preview, log in at Dex, land on the same deep link, signed in."""
+    target = stack.url(namespace, DEEP)
     page.goto(target)
     dex_login(page, stack)
     page.wait_for_url(target)
     assert page.text_content("#user") == "admin"
     assert page.text_content("#email") == DEX_USER_EMAIL
     assert page.text_content("#path") == DEEP
+
+
+def test_gate_mode_deep_link_round_trip_through_traefik_forward_auth(page, stack: Stack) -> None:
+    gate_round_trip(page, stack, "pr-1")
 
 
 def test_relay_mode_app_gets_code_and_state_and_exchanges_it(page, stack: Stack) -> None:
@@ -115,9 +120,4 @@ def test_sign_out_then_deep_link_asks_for_login_again(page, stack: Stack) -> Non
 
 
 def test_gate_mode_through_nginx_annotations(page, stack: Stack) -> None:
-    target = stack.url("pr-3", DEEP)
-    page.goto(target)
-    dex_login(page, stack)
-    page.wait_for_url(target)
-    assert page.text_content("#user") == "admin"
-    assert page.text_content("#path") == DEEP
+    gate_round_trip(page, stack, "pr-3")
