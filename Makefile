@@ -43,8 +43,8 @@ image: system-deps  ## build the container image without Docker (debootstrap + b
 test: $(STAMP) testbin system-deps  ## set up and run every test (builds the real binaries when missing)
 	$(PY) -m pytest -q
 
-test-unit: $(STAMP)  ## only the fast tests that need no real control plane
-	$(PY) -m pytest -q -m 'not cluster and not dex'
+test-unit: $(STAMP)  ## only the fast tests: no real control plane, IdP, browser, image or Go-built binary
+	$(PY) -m pytest -q -m 'not cluster and not dex and not e2e and not image'
 
 bench: $(STAMP) testbin system-deps  ## full benchmarks: writes docs/benchmarks.md and plots (several minutes)
 	$(PY) -m pip install -q matplotlib

@@ -13,6 +13,8 @@ import pytest
 
 from tests.support import testbin as support_testbin
 
+pytestmark = pytest.mark.cluster  # needs binaries built by scripts/testbin
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "testbin"
 

@@ -10,6 +10,8 @@ import yaml
 
 from tests.support.testbin import binary
 
+pytestmark = pytest.mark.cluster  # needs binaries built by scripts/testbin
+
 CHART = Path(__file__).resolve().parents[2] / "helm" / "preview-broker"
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
 
