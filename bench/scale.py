@@ -37,6 +37,14 @@ from tests.support.procs import Proc, free_port, http_ok, wait_until  # noqa: E4
 DOMAIN = "preview.example.com"
 
 
+class Results(list):
+    """Printed as they come, so a run cut short still reports what it measured."""
+
+    def append(self, item: tuple[str, str]) -> None:
+        super().append(item)
+        print(f"  {item[0]:58} {item[1]}", flush=True)
+
+
 def rss_mib(proc: Proc) -> float:
     for line in Path(f"/proc/{proc.popen.pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -80,10 +88,11 @@ def main() -> int:
     p.add_argument("--changes", type=int, default=50)
     a = p.parse_args()
     work = Path(tempfile.mkdtemp(prefix="pb-scale-"))
+    print(f"scale: {a.namespaces} preview namespaces (each with one Ingress), {a.changes} changes", flush=True)
     print(f"scale: starting the control plane (logs in {work})", file=sys.stderr)
     cp = start_control_plane(work / "cp")
     procs: list[Proc] = []
-    results: list[tuple[str, str]] = []
+    results = Results()
     try:
         install_crds(cp)
         t0 = time.monotonic()
@@ -99,8 +108,10 @@ def main() -> int:
                                        str(mport)], work / "controller.log", env=env).start()
             procs.append(ctrl)
             t0 = time.monotonic()
-            wait_until(lambda: metric(mport, "preview_broker_allowlist_hosts") >= expected,
-                       "controller allowlist complete", 1800, ctrl)
+            # Synced = every namespace reconciled once and the whole allowlist published.
+            wait_until(lambda: metric(mport, "preview_broker_reconcile_duration_seconds_count") >= a.namespaces
+                       and metric(mport, "preview_broker_allowlist_hosts") >= expected,
+                       "controller synced", 1800, ctrl)
             results.append((label, f"{time.monotonic() - t0:.1f} s"))
             results.append((f"controller RSS after {label.split(' (')[0]}", f"{rss_mib(ctrl):.0f} MiB"))
             if label.startswith("controller first"):
@@ -147,9 +158,7 @@ def main() -> int:
         for proc in procs:
             proc.stop()
         cleanup(cp)
-    print(f"scale: {a.namespaces} preview namespaces (each with one Ingress), {a.changes} changes")
-    for k, v in results:
-        print(f"  {k:58} {v}")
+    print(f"scale: {a.namespaces} preview namespaces (each with one Ingress), {a.changes} changes: done")
     return 0
 
 

@@ -340,10 +340,13 @@ async def test_metrics_report_phases_allowlist_and_reconciles(rig: Rig) -> None:
     host = f"m-{uuid.uuid4().hex[:6]}.{DOMAIN}"
     await rig.namespace(host=host)
     await eventually(lambda: host in rig.allowlist, "host allowed")
-    await eventually(lambda: rig.controller.queue.idle(), "queue idle")
-    text = generate_latest(rig.controller.metrics.registry).decode()
-    ready = next(line for line in text.splitlines() if line.startswith('preview_broker_previews{phase="Ready"}'))
-    assert float(ready.split()[-1]) >= 1
-    hosts = next(line for line in text.splitlines() if line.startswith("preview_broker_allowlist_hosts "))
-    assert float(hosts.split()[-1]) >= 1
+
+    def gauges_updated() -> str | None:
+        text = generate_latest(rig.controller.metrics.registry).decode()
+        lines = text.splitlines()
+        ready = next(x for x in lines if x.startswith('preview_broker_previews{phase="Ready"}'))
+        hosts = next(x for x in lines if x.startswith("preview_broker_allowlist_hosts "))
+        return text if float(ready.split()[-1]) >= 1 and float(hosts.split()[-1]) >= 1 else None
+
+    text = await eventually(gauges_updated, "gauges updated (once a second)")
     assert "preview_broker_reconcile_duration_seconds_count" in text
