@@ -70,6 +70,11 @@ def derive(purpose: str, bind: str, jti: str) -> str:
     return _b64(hashlib.sha256(f"preview-broker|{purpose}|{bind}|{jti}".encode()).digest())
 
 
+def bind_hash(bind: str) -> str:
+    """What the state envelope carries of the bind cookie: enough to match it, never the cookie itself."""
+    return derive("bind", bind, "")[:32]
+
+
 def s256(verifier: str) -> str:
     return _b64(hashlib.sha256(verifier.encode("ascii")).digest())
 
@@ -193,7 +198,7 @@ class Broker:
             raise BadRequest("oversized_param", "state is too long.")
         bind = self._bind_value(request)
         jti = secrets.token_urlsafe(16)
-        envelope = {"m": "r", "t": target.url, "s": app_state, "j": jti, "b": derive("bind", bind, "")[:32]}
+        envelope = {"m": "r", "t": target.url, "s": app_state, "j": jti, "b": bind_hash(bind)}
         state = dump(self.serializers.state, envelope)
         authz = await self.provider.authorization_endpoint()
         url = _append_query(authz, {**q, "redirect_uri": self.settings.callback_url, "state": state})
@@ -212,7 +217,7 @@ class Broker:
             raise BadRequest(f"redirect_{target.reason}", "rd is not an address of a live preview environment.")
         bind = self._bind_value(request)
         jti = secrets.token_urlsafe(16)
-        envelope = {"m": "g", "t": target.url, "j": jti, "b": derive("bind", bind, "")[:32]}
+        envelope = {"m": "g", "t": target.url, "j": jti, "b": bind_hash(bind)}
         params = {
             "response_type": "code",
             "client_id": self.settings.client_id,
@@ -247,7 +252,7 @@ class Broker:
                 "This login link is invalid or has expired. Go back to the preview and sign in again.",
             ) from None
         bind = request.cookies.get(self.broker_cookies.bind, "")
-        if not _BIND_VALUE.match(bind) or not secrets.compare_digest(derive("bind", bind, "")[:32], str(env.get("b"))):
+        if not _BIND_VALUE.match(bind) or not secrets.compare_digest(bind_hash(bind), str(env.get("b"))):
             raise BadRequest(
                 "state_browser_mismatch",
                 "This login was started in another browser, or cookies are blocked. Start again from the preview.",

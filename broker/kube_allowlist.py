@@ -14,11 +14,11 @@ import logging
 from typing import Any
 
 from broker.hosts import InvalidHost, normalize_host
+from controller.policy import NOT_LIVE  # one definition of which phases are no longer live
 
 log = logging.getLogger("preview_broker.allowlist")
 
 PATH = "/apis/preview-broker.io/v1alpha1/previewenvironments"
-NOT_LIVE = frozenset({"Expired", "Terminating"})
 
 
 def live_hosts(obj: dict[str, Any]) -> frozenset[str]:
