@@ -16,6 +16,13 @@ from broker.hosts import InvalidHost, normalize_host
 from broker.redirect import DEFAULT_PORTS, Origin
 
 MAX_URI = 8192
+# Every header from_forward_auth and the forward-auth decision read (see web.pick_headers).
+FORWARD_AUTH_HEADERS = frozenset(
+    {b"x-original-url", b"x-forwarded-host", b"x-forwarded-proto", b"x-forwarded-uri", b"x-forwarded-method",
+     b"cookie", b"accept"}
+)
+# What from_direct reads.
+DIRECT_HEADERS = frozenset({b"host", b"x-forwarded-host", b"x-forwarded-proto"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ import re
 import unicodedata
 from collections.abc import Container
 from dataclasses import dataclass
+from functools import lru_cache
 
 from broker.hosts import InvalidHost, normalize_host
 
@@ -79,6 +80,17 @@ def check_redirect(
     `origin` resolves a root-relative target ("/path?x") against the preview host
     it came from; without it relative targets are refused.
     """
+    verdict = _check_shape(target, allow_http, extra_ports, origin)
+    if verdict and verdict.host not in allowlist:
+        return _refuse("host_not_allowed")
+    return verdict
+
+
+@lru_cache(maxsize=4096)
+def _check_shape(target: str, allow_http: bool, extra_ports: frozenset[int], origin: Origin | None) -> Verdict:
+    """Every rule but the live allowlist: a pure function of its arguments, so its answers are
+    remembered (the same deep links come back again and again; parsing them was a tenth of a
+    login redirect). The allowlist changes, so membership is always checked afresh."""
     if not target:
         return _refuse("empty")
     if len(target) > MAX_TARGET_LENGTH:
@@ -92,7 +104,7 @@ def check_redirect(
         if origin is None:
             return _refuse("relative_without_origin")
         scheme, authority_host, port, rest = origin.scheme, origin.host, origin.port, target
-        return _accept(scheme, authority_host, port, rest, allowlist, allow_http, extra_ports)
+        return _accept(scheme, authority_host, port, rest, allow_http, extra_ports)
 
     m = _SCHEME.match(target)
     if not m:
@@ -128,7 +140,7 @@ def check_redirect(
             return _refuse("bad_port")
     if rest and not rest.startswith(("/", "?", "#")):
         return _refuse("bad_path")
-    return _accept(scheme, host, port, rest or "/", allowlist, allow_http, extra_ports)
+    return _accept(scheme, host, port, rest or "/", allow_http, extra_ports)
 
 
 def _accept(
@@ -136,7 +148,6 @@ def _accept(
     raw_host: str,
     port: int | None,
     rest: str,
-    allowlist: Container[str],
     allow_http: bool,
     extra_ports: frozenset[int],
 ) -> Verdict:
@@ -148,8 +159,6 @@ def _accept(
         host = normalize_host(raw_host)
     except InvalidHost:
         return _refuse("invalid_host")
-    if host not in allowlist:
-        return _refuse("host_not_allowed")
     if rest.startswith("//"):
         # "https://h//evil.com" is a path, but some frameworks re-emit it as a
         # scheme-relative Location; nobody needs it.

@@ -8,10 +8,12 @@ and verifies with every one.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
-from itsdangerous import BadSignature, Serializer, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
+from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 from itsdangerous.encoding import base64_encode
 
 from broker.clock import Clock
@@ -38,18 +40,43 @@ class Serializers:
     clock: Clock
 
 
+# The same compact JSON itsdangerous writes (separators without spaces, ASCII only), from one
+# encoder built once instead of one per json.dumps call.
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
+
+
 class _Uncompressed(URLSafeTimedSerializer):
-    """URL-safe tokens without the zlib attempt: our payloads are small, and compressing every
-    token cost more than signing it. Compressed tokens (leading '.') still load."""
+    """itsdangerous' URL-safe timed tokens, byte for byte, made cheaper to produce.
+
+    No zlib attempt (our payloads are small, and compressing every token cost more than
+    signing it; compressed tokens, with a leading '.', still load), and one signer per salt
+    instead of a new one per token: a signer holds only its keys and salt, and building it
+    was a third of a login redirect's cost.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._signers: dict[bytes | str | None, Any] = {}
 
     def dump_payload(self, obj: Any) -> bytes:
-        return base64_encode(Serializer.dump_payload(self, obj))
+        return base64_encode(_COMPACT_JSON.encode(obj).encode())
+
+    def make_signer(self, salt: str | bytes | None = None) -> Any:
+        signer = self._signers.get(salt)
+        if signer is None:
+            signer = self._signers[salt] = super().make_signer(salt)
+        return signer
 
 
 def make_serializers(secret_keys: list[str], clock: Clock) -> Serializers:
     derived: dict[tuple[bytes, bytes | None], bytes] = {}
 
     class _Signer(TimestampSigner):
+        # itsdangerous' default is the same SHA-1 behind a Python wrapper (kept lazy for FIPS
+        # builds), which sends every HMAC through the pure-Python hmac path; OpenSSL's own is
+        # several times cheaper and gives identical signatures.
+        default_digest_method = staticmethod(hashlib.sha1)
+
         # itsdangerous asks the signer for "now" both when signing and when
         # checking max_age; routing it through our clock makes expiry testable.
         def get_timestamp(self) -> int:

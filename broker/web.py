@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 from urllib.parse import quote
 
 from starlette.responses import RedirectResponse, Response
@@ -21,14 +22,16 @@ NO_STORE_RAW = [(b"cache-control", b"no-store"), (b"x-content-type-options", b"n
                 (b"referrer-policy", b"no-referrer")]
 
 
+@lru_cache(maxsize=1024)
+def _quoted(text: str) -> str:
+    # Parameter names and most values (client_id, redirect_uri, scope) repeat on every login.
+    return quote(text, safe="")
+
+
 def encode_query(params: dict[str, str]) -> str:
-    """application/x-www-form-urlencoded, quoting only what needs it (most values are tokens)."""
-    parts = []
-    for key, value in params.items():
-        k = key if _UNRESERVED.fullmatch(key) else quote(key, safe="")
-        v = value if _UNRESERVED.fullmatch(value) else quote(value, safe="")
-        parts.append(f"{k}={v}")
-    return "&".join(parts)
+    """application/x-www-form-urlencoded with %20 for spaces (what urlencode(quote_via=quote) gives)."""
+    token = _UNRESERVED.fullmatch
+    return "&".join([f"{_quoted(k)}={v if token(v) else _quoted(v)}" for k, v in params.items()])
 
 
 def set_cookie_header(
@@ -43,6 +46,16 @@ def set_cookie_header(
         attrs.append("Secure")
     attrs += ["HttpOnly", "SameSite=lax"]
     return "; ".join(attrs).encode("latin-1")
+
+
+def pick_headers(raw: Iterable[tuple[bytes, bytes]], names: frozenset[bytes]) -> dict[str, str]:
+    """The named headers of an ASGI header list, decoded (and only those).
+
+    Forward auth reads a handful of the dozen headers an ingress sends; decoding them all
+    showed up on the hot path.  ASGI servers deliver names lower-cased; of a repeated
+    header the last one wins.
+    """
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in raw if k in names}
 
 
 class RawResponse(Response):

@@ -16,10 +16,14 @@ class Provider(Protocol):
     #: issuer identifier passed back to relay clients as `iss` when the IdP sends none
     name: str
 
+    #: whether gate-mode logins send an OIDC nonce (and check it in the ID token)
+    uses_nonce: bool
+
     async def authorization_endpoint(self) -> str: ...
 
-    def gate_params(self, *, code_challenge: str, nonce: str) -> dict[str, str]:
-        """Extra authorize parameters for gate mode (scope, PKCE challenge, nonce)."""
+    def gate_params(self) -> dict[str, str]:
+        """The fixed authorize parameters of gate mode besides client_id and redirect_uri
+        (scope, PKCE method). The per-login ones (state, code_challenge, nonce) are the broker's."""
         ...
 
     async def identity_from_code(self, code: str, *, code_verifier: str, nonce: str) -> Identity: ...

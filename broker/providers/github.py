@@ -13,6 +13,8 @@ from broker.settings import BrokerSettings
 
 
 class GitHubProvider:
+    uses_nonce = False  # OAuth 2.0 only: no ID token to carry a nonce; PKCE binds the code
+
     def __init__(self, settings: BrokerSettings, http: httpx.AsyncClient) -> None:
         base = settings.github_url.rstrip("/")
         self.name = base
@@ -25,9 +27,9 @@ class GitHubProvider:
     async def authorization_endpoint(self) -> str:
         return self.web + "/login/oauth/authorize"
 
-    def gate_params(self, *, code_challenge: str, nonce: str) -> dict[str, str]:
+    def gate_params(self) -> dict[str, str]:
         scope = "read:user user:email" + (" read:org" if self._needs_membership else "")
-        return {"scope": scope, "code_challenge": code_challenge, "code_challenge_method": "S256"}
+        return {"scope": scope, "code_challenge_method": "S256"}
 
     async def identity_from_code(self, code: str, *, code_verifier: str, nonce: str) -> Identity:
         form = {

@@ -21,6 +21,8 @@ ASYMMETRIC = {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES
 
 
 class OIDCProvider:
+    uses_nonce = True
+
     def __init__(self, settings: BrokerSettings, http: httpx.AsyncClient) -> None:
         self.issuer = settings.oidc_issuer.rstrip("/")
         self.name = settings.oidc_issuer
@@ -50,13 +52,8 @@ class OIDCProvider:
     async def authorization_endpoint(self) -> str:
         return (await self.discovery())["authorization_endpoint"]
 
-    def gate_params(self, *, code_challenge: str, nonce: str) -> dict[str, str]:
-        return {
-            "scope": " ".join(self._settings.oidc_scopes),
-            "code_challenge": code_challenge,
-            "code_challenge_method": "S256",
-            "nonce": nonce,
-        }
+    def gate_params(self) -> dict[str, str]:
+        return {"scope": " ".join(self._settings.oidc_scopes), "code_challenge_method": "S256"}
 
     async def _key_set(self, refresh: bool = False) -> KeySet:
         if self._keys is None or refresh:

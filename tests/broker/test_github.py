@@ -54,6 +54,8 @@ def test_github_login_with_team_rule(gh, allowlist) -> None:
     with _client(allowlist, allowed_email_domains=[], github_teams=["acme/platform"]) as c:
         params, resp = _login(c)
         assert params["scope"] == "read:user user:email read:org"
+        assert params["code_challenge_method"] == "S256" and len(params["code_challenge"]) == 43
+        assert "nonce" not in params  # plain OAuth 2.0: no ID token to carry it
         assert resp.status_code == 302, resp.text
         token_req = gh.calls[0].request
         form = form_of(token_req)

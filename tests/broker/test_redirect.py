@@ -166,3 +166,15 @@ def test_corpus_refused_at_start_and_relay(corpus_client: TestClient) -> None:
             if resp.status_code != 400 or "location" in resp.headers:
                 failures.append((url, resp.status_code, resp.headers.get("location")))
     assert failures == []
+
+
+def test_remembered_answers_still_follow_the_live_allowlist() -> None:
+    """The parse of a target is cached; whether its host is live never is."""
+    live = MutableAllowlist({PR1})
+    target = f"https://{PR1}/cached/deep/link"
+    assert check_redirect(target, live)
+    live.discard(PR1)
+    refused = check_redirect(target, live)
+    assert not refused and refused.reason == "host_not_allowed"
+    live.add(PR1)
+    assert check_redirect(target, live).url == target

@@ -1,0 +1,152 @@
+"""The hot paths' hand-tuned helpers give exactly what the general library functions give.
+
+parse_params, encode_query, the token serializer and pick_headers replace slower general
+machinery on the login and forward-auth paths; each is checked here against the library
+behaviour it stands in for, over crafted cases and a seeded random corpus.
+"""
+
+from __future__ import annotations
+
+import inspect
+import random
+import re
+from urllib.parse import parse_qsl, quote, urlencode
+
+import pytest
+from itsdangerous import URLSafeTimedSerializer
+
+from broker.app import MAX_PARAMS, Broker, _wants_html, parse_params
+from broker.clock import FrozenClock
+from broker.errors import BadRequest
+from broker.forwarded import DIRECT_HEADERS, FORWARD_AUTH_HEADERS, from_direct, from_forward_auth
+from broker.tokens import SESSION_SALT, STATE_SALT, dump, load, make_serializers
+from broker.web import encode_query, pick_headers
+from tests.broker.conftest import KEY_NEW, KEY_OLD
+
+# Characters that matter to query parsing: separators, escapes, plus, and non-ASCII.
+ALPHABET = "ab=&%+;2F3Ac9 é/?#\x00~._-"
+CRAFTED = [
+    "", "a", "a=", "=a", "a=1&b=2", "a=1&&b=2", "&", "&&a=1&", "a=%zz", "a=%2", "a=%e9", "a=%C3%A9",
+    "a=%C3", "a+b=c+d", "a=1=2", "a%3Db=c", "%61=1", "a=%00", "rd=https%3A%2F%2Fpr-1.preview.example.com%2Fapp",
+    "a=1;b=2", "a=" + "x" * 5000, "k" * 200 + "=1", "a=1&a=2", "a=1&%61=2",
+]
+
+
+def _library(query: str) -> dict[str, str] | str:
+    """What parse_qsl plus the broker's rules decide: the params, or the refusal reason."""
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, max_num_fields=MAX_PARAMS, errors="strict")
+    except (ValueError, UnicodeDecodeError):
+        return "bad_query"
+    out: dict[str, str] = {}
+    for key, value in pairs:
+        if key in out:
+            return "duplicate_param"
+        if len(value) > 4096 or len(key) > 128:
+            return "oversized_param"
+        out[key] = value
+    return out
+
+
+def _ours(query: str) -> dict[str, str] | str:
+    try:
+        return parse_params(query)
+    except BadRequest as exc:
+        return exc.reason
+
+
+def _corpus(seed: int, count: int) -> list[str]:
+    rng = random.Random(seed)
+    return ["".join(rng.choice(ALPHABET) for _ in range(rng.randint(0, 24))) for _ in range(count)]
+
+
+@pytest.mark.parametrize("query", CRAFTED)
+def test_parse_params_matches_parse_qsl_on_crafted_queries(query: str) -> None:
+    assert _ours(query) == _library(query)
+
+
+def test_parse_params_matches_parse_qsl_on_a_random_corpus() -> None:
+    mismatches = [q for q in _corpus(1, 20_000) if _ours(q) != _library(q)]
+    assert mismatches == []
+
+
+@pytest.mark.parametrize("fields", [MAX_PARAMS - 1, MAX_PARAMS, MAX_PARAMS + 1])
+def test_parse_params_field_limit_is_parse_qsl_s(fields: int) -> None:
+    query = "&".join(f"k{i}=v" for i in range(fields))
+    assert _ours(query) == _library(query)
+    assert isinstance(_ours(query), dict) == (fields <= MAX_PARAMS)
+
+
+def test_encode_query_is_urlencode_with_percent_20() -> None:
+    rng = random.Random(2)
+    for _ in range(5_000):
+        params = {
+            "".join(rng.choice(ALPHABET) for _ in range(rng.randint(1, 8))): "".join(
+                rng.choice(ALPHABET) for _ in range(rng.randint(0, 16))
+            )
+            for _ in range(rng.randint(1, 5))
+        }
+        assert encode_query(params) == urlencode(params, quote_via=quote)
+
+
+def test_tokens_are_plain_itsdangerous_tokens_both_ways() -> None:
+    """Faster to produce, same format: a vanilla serializer with the same keys reads ours and vice versa."""
+    clock = FrozenClock()
+    ours = make_serializers([KEY_OLD, KEY_NEW], clock)
+    vanilla = URLSafeTimedSerializer([KEY_OLD, KEY_NEW], salt=STATE_SALT)
+    payload = {"m": "g", "t": "https://pr-1.preview.example.com/é?x=1", "j": "abc", "b": "x" * 32}
+    assert vanilla.loads(dump(ours.state, payload)) == payload
+    assert load(ours.state, vanilla.dumps(payload), 10**12) == payload
+    # zlib-compressed tokens (what vanilla writes for larger payloads) still load
+    big = {"g": ["group-%d" % i for i in range(200)]}
+    compressed = URLSafeTimedSerializer([KEY_NEW], salt=SESSION_SALT).dumps(big)
+    assert compressed.startswith(".")
+    assert load(ours.session, compressed, 10**12) == big
+
+
+def test_pick_headers_decodes_the_named_ones_and_the_last_repeat_wins() -> None:
+    raw = [(b"host", b"a"), (b"cookie", b"x=1"), (b"host", b"b"), (b"x-h", "é".encode("latin-1")), (b"other", b"o")]
+    assert pick_headers(raw, frozenset({b"host", b"x-h", b"cookie"})) == {"host": "b", "cookie": "x=1", "x-h": "é"}
+
+
+@pytest.mark.parametrize(
+    ("functions", "names"),
+    [
+        ((from_forward_auth, Broker.forward_auth, _wants_html), FORWARD_AUTH_HEADERS),
+        ((from_direct, Broker.preview_request), DIRECT_HEADERS),
+    ],
+)
+def test_every_header_the_code_reads_is_picked(functions, names) -> None:
+    """Only the listed headers are decoded: a header read but not listed would silently be absent."""
+    read = {m for f in functions for m in re.findall(r"headers\.get\(\"([a-z-]+)\"", inspect.getsource(f))}
+    assert read and {n.encode() for n in read} <= names
+
+
+def test_hot_metrics_expose_what_prometheus_client_s_own_would() -> None:
+    """Auth checks and durations are plain numbers on the hot path; their exposition must not differ."""
+    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+    from broker.metrics import DURATION_BUCKETS, Metrics
+
+    ours = Metrics()
+    reference = CollectorRegistry()
+    ref_checks = Counter("preview_broker_auth_checks", "Forward-auth decisions by result", ["result"],
+                         registry=reference)
+    ref_latency = Histogram("preview_broker_request_duration_seconds", "Handling time by endpoint", ["endpoint"],
+                            buckets=DURATION_BUCKETS, registry=reference)
+    rng = random.Random(3)
+    for _ in range(2_000):
+        result, endpoint = rng.choice(["ok", "unauthenticated", "forbidden"]), rng.choice(["auth", "start"])
+        seconds = rng.choice([*DURATION_BUCKETS, rng.random() / 100, rng.random() * 20])  # bounds are inclusive
+        ours.auth_checks.labels(result).inc()
+        ref_checks.labels(result).inc()
+        ours.latency.labels(endpoint).observe(seconds)
+        ref_latency.labels(endpoint).observe(seconds)
+
+    def samples(registry) -> list[str]:
+        lines = generate_latest(registry).decode().splitlines()
+        return sorted(line.rsplit(" ", 1)[0] + f" {float(line.rsplit(' ', 1)[1]):.9g}"
+                      for line in lines if line.startswith("preview_broker_") and "_created" not in line
+                      and ("auth_checks" in line or "duration" in line))
+
+    assert samples(ours.registry) == samples(reference)
