@@ -46,10 +46,10 @@ test: $(STAMP) testbin system-deps  ## set up and run every test (builds the rea
 test-unit: $(STAMP)  ## only the fast tests: no real control plane, IdP, browser, image or Go-built binary
 	$(PY) -m pytest -q -m 'not cluster and not dex and not e2e and not image'
 
-bench: $(STAMP) testbin system-deps  ## full benchmarks: writes docs/benchmarks.md and plots (several minutes)
-	$(PY) -m pip install -q matplotlib
+bench: $(STAMP) testbin system-deps  ## every benchmark: writes docs/benchmarks.md and its plots (about 30 minutes)
 	$(PY) bench/forward_auth.py --duration 10 --rounds 5 --report
-	$(PY) bench/propagation.py --count 200
+	$(PY) bench/propagation.py --count 200 --report
+	$(PY) bench/scale.py --namespaces 10000 --changes 200 --report
 
 bench-quick: $(STAMP) testbin system-deps  ## the same comparison in seconds; ends with the forward-auth summary line
 	$(PY) bench/forward_auth.py --duration 2 --rounds 2

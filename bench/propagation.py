@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """Time from namespace creation to acceptance by a broker's kubernetes allowlist.
 
-    .venv/bin/python bench/propagation.py [--count 50]
+    .venv/bin/python bench/propagation.py [--count 50] [--report]
 
 Starts the real control plane (scripts/testbin), runs the controller and the
 broker's allowlist watch in this process, then creates --count preview
 namespaces one after another and measures, for each, the time from the create
 call returning to the host being accepted; then the same for deletion
-(delete call -> host refused).  Prints medians and percentiles.
+(delete call -> host refused).  Prints medians and percentiles; with --report,
+writes its section of docs/benchmarks.md and the distribution plot.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ssl
-import statistics
 import sys
 import time
 import uuid
@@ -30,14 +30,10 @@ from controller import names  # noqa: E402
 from controller.kube import Kube  # noqa: E402
 from controller.reconciler import Controller  # noqa: E402
 from controller.settings import ControllerSettings  # noqa: E402
+from bench.report import DOCS, SUMMARY_HEAD, distribution_plot, machine, summary_row, update_section  # noqa: E402
 from tests.support.controlplane import cleanup, install_crds, start_control_plane  # noqa: E402
 
 DOMAIN = "preview.example.com"
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
 async def measure(cp, count: int) -> tuple[list[float], list[float]]:
@@ -86,6 +82,8 @@ async def measure(cp, count: int) -> tuple[list[float], list[float]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=50, help="namespaces to create and delete (default 50)")
+    parser.add_argument("--report", action="store_true", help="write its section of benchmarks.md and a plot")
+    parser.add_argument("--docs", type=Path, default=DOCS, help="where benchmarks.md and the plot go (default docs/)")
     args = parser.parse_args()
     print("starting the control plane ...", file=sys.stderr)
     cp = start_control_plane()
@@ -94,11 +92,22 @@ def main() -> int:
         created, removed = asyncio.run(measure(cp, args.count))
     finally:
         cleanup(cp)
-    print(f"namespace -> broker propagation over {args.count} namespaces (ms)")
-    print(f"{'':24}{'median':>10}{'p90':>10}{'p99':>10}{'max':>10}")
-    for label, values in (("create -> accepted", created), ("delete -> refused", removed)):
-        ms = [v * 1000 for v in values]
-        print(f"{label:24}{statistics.median(ms):10.1f}{pct(ms, 90):10.1f}{pct(ms, 99):10.1f}{max(ms):10.1f}")
+    series = {"create -> accepted": [v * 1000 for v in created], "delete -> refused": [v * 1000 for v in removed]}
+    table = "\n".join([SUMMARY_HEAD, *(summary_row(label, ms) for label, ms in series.items())])
+    print(f"namespace -> broker propagation over {args.count} namespaces\n{table}")
+    if args.report:
+        plot = distribution_plot(series, args.docs / "bench-propagation.png",
+                                 f"namespace -> broker allowlist, {args.count} changes each way", target_ms=250)
+        update_section(args.docs, "propagation", f"""## Allowlist propagation (real control plane)
+
+Command: `bench/propagation.py --count {args.count}` on {machine()}: create a preview namespace and time
+until a broker's `kubernetes` allowlist (its watch, in the same process as the controller) accepts its
+host; delete it and time until the host is refused. One change at a time.
+
+{table}
+
+![{plot.stem}]({plot.name})
+""")
     return 0
 
 

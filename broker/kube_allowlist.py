@@ -35,6 +35,11 @@ def live_hosts(obj: dict[str, Any]) -> frozenset[str]:
     return frozenset(out)
 
 
+def entry(obj: dict[str, Any]) -> tuple[str, frozenset[str]]:
+    """What the broker keeps of a PreviewEnvironment: its name and live hosts, nothing else."""
+    return str((obj.get("metadata") or {}).get("name") or ""), live_hosts(obj)
+
+
 class HostIndex:
     """host -> owning preview, rebuilt on sync and patched on every event."""
 
@@ -51,17 +56,17 @@ class HostIndex:
     def hosts(self) -> frozenset[str]:
         return frozenset(self._owner)
 
-    def replace_all(self, items: list[dict[str, Any]]) -> None:
-        by_preview = {o["metadata"]["name"]: live_hosts(o) for o in items if o.get("metadata", {}).get("name")}
+    def replace_all(self, entries: list[tuple[str, frozenset[str]]]) -> None:
+        by_preview = {name: hosts for name, hosts in entries if name and hosts}
         owner = {h: name for name, hosts in by_preview.items() for h in hosts}
         self._by_preview, self._owner = by_preview, owner  # swap at once: lookups never see a half-built map
 
-    def apply(self, event: str, obj: dict[str, Any]) -> None:
-        name = (obj.get("metadata") or {}).get("name")
+    def apply(self, event: str, item: tuple[str, frozenset[str]]) -> None:
+        name, hosts = item
         if not name:
             return
         old = self._by_preview.pop(name, frozenset())
-        new = frozenset() if event == "DELETED" else live_hosts(obj)
+        new = frozenset() if event == "DELETED" else hosts
         for host in old - new:
             if self._owner.get(host) == name:
                 del self._owner[host]
@@ -105,6 +110,7 @@ class KubernetesAllowlist:
             name="previewenvironments",
             on_sync=self._index.replace_all,
             on_event=self._index.apply,
+            transform=entry,  # the whole object is never kept, not even while the list is paged in
         )
         self._task = asyncio.create_task(self._watcher.run(), name="allowlist-watch")
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from controller import names
 from controller.github import GitHubClient, GitHubError
-from controller.kube import KubeError
+from controller.kube import KubeError, slim
 from controller.queue import WorkQueue, drain_forever
 
 log = logging.getLogger("preview_broker.deployments")
@@ -112,5 +112,5 @@ class DeploymentReporter:
                                         description=description)
         recorded = {"repository": step.repo, "sha": step.sha, "deploymentId": deployment_id, "state": step.state}
         updated = await self.kube.merge_patch(f"{PE_PATH}/{name}/status", {"status": {"github": recorded}})
-        self.cache.previews[name] = updated
+        self.cache.previews[name] = slim(updated)
         log.info("github_deployment_status", extra={"namespace": name, **recorded})

@@ -55,6 +55,20 @@ class NoConfig(KubeError):
 
 
 MERGE_PATCH = "application/merge-patch+json"
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def slim(obj: dict[str, Any]) -> dict[str, Any]:
+    """The object without the bookkeeping nobody here reads: metadata.managedFields and
+    kubectl's last-applied copy.  They are most of a small object's size, and the caches
+    hold one object per preview."""
+    meta = obj.get("metadata")
+    if isinstance(meta, dict) and ("managedFields" in meta or LAST_APPLIED in (meta.get("annotations") or {})):
+        meta = {k: v for k, v in meta.items() if k != "managedFields"}
+        if LAST_APPLIED in (meta.get("annotations") or {}):
+            meta["annotations"] = {k: v for k, v in meta["annotations"].items() if k != LAST_APPLIED}
+        obj = {**obj, "metadata": meta}
+    return obj
 
 
 class Kube:

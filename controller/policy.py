@@ -25,6 +25,10 @@ PHASE_TERMINATING = "Terminating"
 NOT_LIVE = frozenset({PHASE_EXPIRED, PHASE_TERMINATING})
 
 
+def _ours(mapping: Mapping[str, str] | None) -> dict[str, str]:
+    return {k: v for k, v in (mapping or {}).items() if k.startswith(names.PREFIX)}
+
+
 @dataclass(frozen=True, slots=True)
 class NamespaceView:
     name: str
@@ -42,8 +46,10 @@ class NamespaceView:
             uid=meta.get("uid", ""),
             created=parse_time(meta.get("creationTimestamp")) or datetime.fromtimestamp(0, UTC),
             deleting=bool(meta.get("deletionTimestamp")),
-            labels=dict(meta.get("labels") or {}),
-            annotations=dict(meta.get("annotations") or {}),
+            # Only our own keys: policy reads nothing else, and other tools' annotations
+            # (Argo CD, kubectl) would be most of what 10,000 cached namespaces weigh.
+            labels=_ours(meta.get("labels")),
+            annotations=_ours(meta.get("annotations")),
         )
 
     @property

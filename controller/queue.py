@@ -3,29 +3,44 @@
 A key is never processed by two workers at once, and adding a key that is
 already waiting is a no-op: bursts of events for one namespace collapse into
 one reconcile.
+
+Two lanes: keys added because something changed are served before keys added
+in bulk (a full list after a start or a 410, the periodic resync).  With 10,000
+previews a bulk pass takes seconds; a namespace created meanwhile must not wait
+behind all of it for its host to go live.  A key waiting in the bulk lane that
+changes moves to the front lane.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 
 
 class WorkQueue:
     def __init__(self) -> None:
-        self._queue: asyncio.Queue[str] = asyncio.Queue()
-        self._waiting: set[str] = set()
+        self._urgent: deque[str] = deque()
+        self._bulk: deque[str] = deque()
+        self._waiting: dict[str, bool] = {}  # key -> queued in the bulk lane
+        self._ready = asyncio.Event()
         self._active: set[str] = set()
         self._dirty: set[str] = set()
         self._timers: dict[str, asyncio.TimerHandle] = {}
 
-    def add(self, key: str) -> None:
+    def add(self, key: str, *, bulk: bool = False) -> None:
         if key in self._active:
             self._dirty.add(key)  # re-run once the current run finishes
-        elif key not in self._waiting:
-            self._waiting.add(key)
-            self._queue.put_nowait(key)
+            return
+        queued_in_bulk = self._waiting.get(key)
+        if queued_in_bulk is None:
+            self._waiting[key] = bulk
+            (self._bulk if bulk else self._urgent).append(key)
+        elif queued_in_bulk and not bulk:
+            self._waiting[key] = False  # promoted; its bulk entry is skipped when reached
+            self._urgent.append(key)
+        self._ready.set()
 
     def add_after(self, key: str, delay: float) -> None:
         if delay <= 0:
@@ -45,10 +60,18 @@ class WorkQueue:
         self.add(key)
 
     async def get(self) -> str:
-        key = await self._queue.get()
-        self._waiting.discard(key)
-        self._active.add(key)
-        return key
+        while True:
+            while self._urgent or self._bulk:
+                from_bulk = not self._urgent
+                key = (self._bulk if from_bulk else self._urgent).popleft()
+                lane = self._waiting.get(key)
+                if lane is None or lane != from_bulk:
+                    continue  # a stale entry: already taken, or promoted to the other lane
+                del self._waiting[key]
+                self._active.add(key)
+                return key
+            self._ready.clear()
+            await self._ready.wait()
 
     def done(self, key: str) -> None:
         self._active.discard(key)

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from controller import names, policy, resources
-from controller.kube import ApiError, Kube, KubeError
+from controller.kube import ApiError, Kube, KubeError, slim
 from controller.metrics import ControllerMetrics
 from controller.queue import WorkQueue
 from controller.settings import ControllerSettings
@@ -77,38 +77,37 @@ class Controller:
         self.extensions = list(extensions or [])
 
     # --- watch handlers: update the cache, enqueue the namespaces affected -----------
-    def _sync_namespaces(self, items: list[dict[str, Any]]) -> None:
-        fresh = {_name_of(o): policy.NamespaceView.from_object(o) for o in items}
+    def _sync_namespaces(self, views: list[policy.NamespaceView]) -> None:
+        fresh = {v.name: v for v in views}
         for gone in set(self.cache.namespaces) - set(fresh):
-            self.queue.add(gone)
+            self.queue.add(gone, bulk=True)
         self.cache.namespaces = fresh
         for name in fresh:
-            self.queue.add(name)
+            self.queue.add(name, bulk=True)
 
-    def _on_namespace(self, event: str, obj: dict[str, Any]) -> None:
-        name = _name_of(obj)
+    def _on_namespace(self, event: str, view: policy.NamespaceView) -> None:
         if event == "DELETED":
-            self.cache.namespaces.pop(name, None)
+            self.cache.namespaces.pop(view.name, None)
         else:
-            self.cache.namespaces[name] = policy.NamespaceView.from_object(obj)
-        self.queue.add(name)
+            self.cache.namespaces[view.name] = view
+        self.queue.add(view.name)
 
-    def _sync_ingresses(self, items: list[dict[str, Any]]) -> None:
+    def _sync_ingresses(self, items: list[tuple[str, policy.IngressView]]) -> None:
         fresh: dict[str, dict[str, policy.IngressView]] = {}
-        for o in items:
-            fresh.setdefault(_ns_of(o), {})[_name_of(o)] = policy.IngressView.from_object(o)
+        for ns, view in items:
+            fresh.setdefault(ns, {})[view.name] = view
         touched = set(fresh) | set(self.cache.ingresses)
         self.cache.ingresses = fresh
         for ns in touched:
             if ns in self.cache.namespaces:
-                self.queue.add(ns)
+                self.queue.add(ns, bulk=True)
 
-    def _on_ingress(self, event: str, obj: dict[str, Any]) -> None:
-        ns, name = _ns_of(obj), _name_of(obj)
+    def _on_ingress(self, event: str, item: tuple[str, policy.IngressView]) -> None:
+        ns, view = item
         if event == "DELETED":
-            self.cache.ingresses.get(ns, {}).pop(name, None)
+            self.cache.ingresses.get(ns, {}).pop(view.name, None)
         else:
-            self.cache.ingresses.setdefault(ns, {})[name] = policy.IngressView.from_object(obj)
+            self.cache.ingresses.setdefault(ns, {})[view.name] = view
         if ns in self.cache.namespaces:
             self.queue.add(ns)
 
@@ -119,7 +118,7 @@ class Controller:
             store.clear()
             store.update(fresh)
             for k in touched:
-                self.queue.add(k)
+                self.queue.add(k, bulk=True)
 
         def on_event(event: str, obj: dict[str, Any]) -> None:
             k = key(obj)
@@ -134,19 +133,21 @@ class Controller:
     def _watchers(self) -> list[Watcher]:
         restart = self.metrics.watch_restarts
 
-        def w(path: str, name: str, sync, event, selector: str | None = None) -> Watcher:
+        def w(path: str, name: str, sync, event, selector: str | None = None, transform=slim) -> Watcher:
             return Watcher(
                 self.kube, path, name=name, on_sync=sync, on_event=event, label_selector=selector,
-                on_restart=lambda reason, n=name: restart.labels(n, reason).inc(),
+                on_restart=lambda reason, n=name: restart.labels(n, reason).inc(), transform=transform,
             )
 
         pe_sync, pe_event = self._keyed_sync(self.cache.previews, _name_of)
         cl_sync, cl_event = self._keyed_sync(self.cache.clusters, _ns_of)
         bk_sync, bk_event = self._keyed_sync(self.cache.buckets, _ns_of)
         out = [
+            # Namespaces and Ingresses are kept only as the few fields policy reads.
             w("/api/v1/namespaces", "namespaces", self._sync_namespaces, self._on_namespace,
-              self.settings.namespace_selector),
-            w("/apis/networking.k8s.io/v1/ingresses", "ingresses", self._sync_ingresses, self._on_ingress),
+              self.settings.namespace_selector, policy.NamespaceView.from_object),
+            w("/apis/networking.k8s.io/v1/ingresses", "ingresses", self._sync_ingresses, self._on_ingress,
+              transform=lambda o: (_ns_of(o), policy.IngressView.from_object(o))),
             w(PE_PATH, "previewenvironments", pe_sync, pe_event),
         ]
         # CloudNativePG and ACK are optional: watch their objects only where their CRDs are served.
@@ -206,7 +207,7 @@ class Controller:
         while True:
             await asyncio.sleep(self.settings.resync_period)
             for name in set(self.cache.namespaces) | set(self.cache.previews):
-                self.queue.add(name)
+                self.queue.add(name, bulk=True)
 
     async def _worker(self) -> None:
         while True:
@@ -317,7 +318,7 @@ class Controller:
             if not exc.conflict:
                 raise
             created = await self.kube.get(f"{PE_PATH}/{ns.name}")
-        self.cache.previews[ns.name] = created
+        self.cache.previews[ns.name] = created = slim(created)
         return created
 
     async def _apply_status(self, name: str, current: dict[str, Any], desired: dict[str, Any]) -> None:
@@ -327,7 +328,7 @@ class Controller:
         ):
             return
         updated = await self.kube.merge_patch(f"{PE_PATH}/{name}/status", {"status": desired})
-        self.cache.previews[name] = updated
+        self.cache.previews[name] = slim(updated)
         log.info(
             "preview_status",
             extra={"namespace": name, "phase": desired.get("phase"), "hosts": desired.get("allowedHosts")},
@@ -346,7 +347,7 @@ class Controller:
                 return
             raise
         if cache is not None:
-            cache[ns] = created
+            cache[ns] = slim(created)
         log.info("object_created", extra={"namespace": ns, "kind": obj["kind"], "name": obj["metadata"]["name"]})
 
     async def _event(self, ns: policy.NamespaceView, event: policy.Event) -> None:

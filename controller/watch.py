@@ -7,8 +7,11 @@
   -> drop the connection and watch again.  Bookmarks keep a healthy stream talking.
 * API errors back off exponentially (capped), never crash the process.
 
-Handlers receive plain dicts.  `on_sync(items)` gets the full list after every
-(re)list, so caches can drop what disappeared while nobody was watching.
+`on_sync(items)` gets the full list after every (re)list, so caches can drop what
+disappeared while nobody was watching; `on_event(type, item)` gets each change.
+With `transform`, items are what it makes of each object, applied as every page
+and event arrives: at 10,000 objects, holding whole API objects (managedFields
+and all) until the last page came in set the process's peak memory.
 """
 
 from __future__ import annotations
@@ -26,8 +29,8 @@ from controller.kube import ApiError, Kube, KubeError
 
 log = logging.getLogger("preview_broker.watch")
 
-SyncHandler = Callable[[list[dict[str, Any]]], Awaitable[None] | None]
-EventHandler = Callable[[str, dict[str, Any]], Awaitable[None] | None]
+SyncHandler = Callable[[list[Any]], Awaitable[None] | None]
+EventHandler = Callable[[str, Any], Awaitable[None] | None]
 
 
 class Backoff:
@@ -66,6 +69,7 @@ class Watcher:
         watch_timeout: int = 300,
         inactivity: float = 90.0,
         on_restart: Callable[[str], None] | None = None,
+        transform: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
         self.kube = kube
         self.path = path
@@ -77,6 +81,7 @@ class Watcher:
         self.watch_timeout = watch_timeout
         self.inactivity = inactivity
         self.on_restart = on_restart or (lambda reason: None)
+        self.transform = transform or (lambda obj: obj)
         self.synced = asyncio.Event()
         self.resource_version = ""
 
@@ -108,14 +113,15 @@ class Watcher:
                 await asyncio.sleep(delay)
 
     async def _list(self) -> None:
-        items: list[dict[str, Any]] = []
+        items: list[Any] = []
         cont: str | None = None
         while True:
             page = await self.kube.get(
                 self.path, labelSelector=self.label_selector, limit=self.page_size, **({"continue": cont} if cont else {})
             )
-            items += page.get("items") or []
+            items += map(self.transform, page.get("items") or [])
             meta = page.get("metadata") or {}
+            del page  # let this page's objects go before the next one arrives
             cont = meta.get("continue")
             if not cont:
                 self.resource_version = meta.get("resourceVersion", "")
@@ -151,7 +157,7 @@ class Watcher:
                 if etype == "BOOKMARK":
                     continue
                 try:
-                    await _maybe_await(self.on_event(etype, obj))
+                    await _maybe_await(self.on_event(etype, self.transform(obj)))
                 except Exception:  # one bad object must not stop the watch
                     log.exception("watch_handler_failed", extra={"watch": self.name})
         except asyncio.TimeoutError:

@@ -207,3 +207,31 @@ def test_controller_settings_errors_name_the_setting() -> None:
         load(ControllerSettings, {"PREVIEW_BROKER_PREVIEW_DOMAINS": "preview.example.com",
                                   "PREVIEW_BROKER_DATABASE_DEFAULT": "true"})
     assert err.value.setting == "PREVIEW_BROKER_DATABASE_DESTINATION_PATH"
+
+
+def test_namespace_view_keeps_only_preview_broker_keys() -> None:
+    """Other tools' labels and annotations (Argo CD, kubectl) are not cached: policy never reads them."""
+    view = NamespaceView.from_object({"metadata": {
+        "name": "pr-1", "uid": "u", "creationTimestamp": "2026-01-01T00:00:00Z",
+        "labels": {"preview-broker.io/pr": "1", "argocd.argoproj.io/instance": "previews"},
+        "annotations": {"preview-broker.io/host": "pr-1.preview.example.com",
+                        "kubectl.kubernetes.io/last-applied-configuration": "{...}" * 1000},
+    }})
+    assert view.labels == {"preview-broker.io/pr": "1"}
+    assert view.annotations == {"preview-broker.io/host": "pr-1.preview.example.com"}
+    assert view.pull_request == "1"
+
+
+def test_slim_drops_only_the_bookkeeping_and_leaves_the_input_alone() -> None:
+    from controller.kube import LAST_APPLIED, slim
+
+    obj = {"apiVersion": "v1", "kind": "X", "spec": {"a": 1}, "status": {"phase": "Ready"},
+           "metadata": {"name": "pr-1", "resourceVersion": "7", "managedFields": [{"manager": "kubectl"}],
+                        "annotations": {LAST_APPLIED: "{}", "preview-broker.io/host": "h"}}}
+    slimmed = slim(obj)
+    assert slimmed == {"apiVersion": "v1", "kind": "X", "spec": {"a": 1}, "status": {"phase": "Ready"},
+                       "metadata": {"name": "pr-1", "resourceVersion": "7",
+                                    "annotations": {"preview-broker.io/host": "h"}}}
+    assert "managedFields" in obj["metadata"] and LAST_APPLIED in obj["metadata"]["annotations"]
+    plain = {"metadata": {"name": "x"}}
+    assert slim(plain) is plain  # nothing to drop: no copy

@@ -106,3 +106,21 @@ def test_backoff_grows_and_caps() -> None:
     assert all(0.5 <= d <= 4 for d in delays) and delays[-1] >= 2
     b.reset()
     assert b.next() <= 1
+
+
+async def test_transform_applies_to_listed_items_and_events(fake) -> None:
+    """Handlers get what `transform` makes of each object, never the object itself."""
+    api, kube = fake
+    api.watch_script = ["event"]
+    synced: list[list[object]] = []
+    events: list[tuple[str, object]] = []
+    w = Watcher(kube, "/api/v1/namespaces", name="t", inactivity=0.3,
+                on_sync=synced.append, on_event=lambda t, item: events.append((t, item)),
+                transform=lambda o: ("slim", o["metadata"]["name"]))
+    task = asyncio.create_task(w.run())
+    await asyncio.sleep(0.6)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert synced[0] == [("slim", "a")]
+    assert ("ADDED", ("slim", "b")) in events
+    assert w.resource_version == "11"  # still read from the raw event, before the transform
