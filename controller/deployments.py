@@ -19,7 +19,7 @@ from typing import Any
 
 from controller import names
 from controller.github import GitHubClient, GitHubError
-from controller.kube import KubeError, slim
+from controller.kube import KubeError
 from controller.queue import WorkQueue, drain_forever
 
 log = logging.getLogger("preview_broker.deployments")
@@ -80,7 +80,7 @@ class DeploymentReporter:
         ))
 
     async def report(self, name: str) -> None:
-        from controller.reconciler import PE_PATH
+        from controller.reconciler import PE_PATH, cached_preview
 
         pe = self.cache.previews.get(name)
         if pe is None:
@@ -112,5 +112,5 @@ class DeploymentReporter:
                                         description=description)
         recorded = {"repository": step.repo, "sha": step.sha, "deploymentId": deployment_id, "state": step.state}
         updated = await self.kube.merge_patch(f"{PE_PATH}/{name}/status", {"status": {"github": recorded}})
-        self.cache.previews[name] = slim(updated)
+        self.cache.previews[name] = cached_preview(updated)
         log.info("github_deployment_status", extra={"namespace": name, **recorded})

@@ -8,6 +8,7 @@ namespace must go.  The reconciler applies the difference.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -26,7 +27,8 @@ NOT_LIVE = frozenset({PHASE_EXPIRED, PHASE_TERMINATING})
 
 
 def _ours(mapping: Mapping[str, str] | None) -> dict[str, str]:
-    return {k: v for k, v in (mapping or {}).items() if k.startswith(names.PREFIX)}
+    # Interned: 10,000 cached namespaces share one copy of each key.
+    return {sys.intern(k): v for k, v in (mapping or {}).items() if k.startswith(names.PREFIX)}
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,16 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def cached_preview(obj: dict[str, Any]) -> dict[str, Any]:
+    """What the controller keeps of a PreviewEnvironment: its status (what the reconcile
+    compares with, the gauges count and GitHub reporting reads) and a few identifying fields."""
+    meta = obj.get("metadata") or {}
+    return slim({
+        "metadata": {k: meta[k] for k in ("name", "uid", "resourceVersion", "deletionTimestamp") if k in meta},
+        "status": obj.get("status") or {},
+    })
+
+
 class Cache:
     def __init__(self) -> None:
         self.namespaces: dict[str, policy.NamespaceView] = {}
@@ -139,7 +149,7 @@ class Controller:
                 on_restart=lambda reason, n=name: restart.labels(n, reason).inc(), transform=transform,
             )
 
-        pe_sync, pe_event = self._keyed_sync(self.cache.previews, _name_of)
+        pe_sync, pe_event = self._keyed_sync(self.cache.previews, _name_of)  # items are cached_preview()s
         cl_sync, cl_event = self._keyed_sync(self.cache.clusters, _ns_of)
         bk_sync, bk_event = self._keyed_sync(self.cache.buckets, _ns_of)
         out = [
@@ -148,7 +158,7 @@ class Controller:
               self.settings.namespace_selector, policy.NamespaceView.from_object),
             w("/apis/networking.k8s.io/v1/ingresses", "ingresses", self._sync_ingresses, self._on_ingress,
               transform=lambda o: (_ns_of(o), policy.IngressView.from_object(o))),
-            w(PE_PATH, "previewenvironments", pe_sync, pe_event),
+            w(PE_PATH, "previewenvironments", pe_sync, pe_event, transform=cached_preview),
         ]
         # CloudNativePG and ACK are optional: watch their objects only where their CRDs are served.
         if "Cluster" in self.available_kinds:
@@ -318,7 +328,7 @@ class Controller:
             if not exc.conflict:
                 raise
             created = await self.kube.get(f"{PE_PATH}/{ns.name}")
-        self.cache.previews[ns.name] = created = slim(created)
+        self.cache.previews[ns.name] = created = cached_preview(created)
         return created
 
     async def _apply_status(self, name: str, current: dict[str, Any], desired: dict[str, Any]) -> None:
@@ -328,7 +338,7 @@ class Controller:
         ):
             return
         updated = await self.kube.merge_patch(f"{PE_PATH}/{name}/status", {"status": desired})
-        self.cache.previews[name] = slim(updated)
+        self.cache.previews[name] = cached_preview(updated)
         log.info(
             "preview_status",
             extra={"namespace": name, "phase": desired.get("phase"), "hosts": desired.get("allowedHosts")},

@@ -39,7 +39,7 @@ def test_scale_benchmark_runs_and_reports(tmp_path: Path) -> None:
     proc = run("bench/scale.py", "--namespaces", "20", "--changes", "3", "--report", "--docs", str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
     for figure in ("controller restart sync", "broker start to ready", "propagation p99 (create -> broker accepts)",
-                   "broker RSS", "controller RSS (end)"):
+                   "broker RSS (end)", "broker peak RSS", "controller RSS (end)", "controller peak RSS"):
         assert re.search(re.escape(figure) + r"[^\n]*\s[\d.]+ (s|ms|MiB)\n", proc.stdout), (figure, proc.stdout)
     report = (tmp_path / "benchmarks.md").read_text()
     assert "<!-- begin scale -->" in report and "| delete -> refused | 3 |" in report
