@@ -7,7 +7,6 @@ short page.  See DESIGN.md ("Security model") for the rules enforced here.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import logging
 import re
@@ -39,7 +38,7 @@ from broker.redirect import Verdict, check_redirect
 from broker.replay import ReplayGuard
 from broker.sessions import TICKET_PATH, CookieNames, SessionCodec
 from broker.settings import BrokerSettings
-from broker.tokens import TokenError, dump, load, make_serializers
+from broker.tokens import TokenError, b64url, dump, load, make_serializers
 from broker.web import RawResponse, encode_query, pick_headers, redirect, set_cookie_header
 
 log = logging.getLogger("preview_broker.broker")
@@ -57,7 +56,7 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 
 def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+    return b64url(data).decode()
 
 
 def derive(purpose: str, bind: str, jti: str) -> str:
@@ -285,7 +284,7 @@ class Broker:
                 f"state_{exc.reason}",
                 "This login link is invalid or has expired. Go back to the preview and sign in again.",
             ) from None
-        bind = request.cookies.get(self.broker_cookies.bind, "")
+        bind = request_cookie(request, self.broker_cookies.bind) or ""
         if not _BIND_VALUE.match(bind) or not secrets.compare_digest(bind_hash(bind), str(env.get("b"))):
             raise BadRequest(
                 "state_browser_mismatch",
@@ -415,7 +414,8 @@ class Broker:
         preview = self.preview_request(request)
         identity = None
         if preview is not None and preview.host in self.allowlist:
-            identity = self.sessions.verify(request.cookies.get(self.cookie_names(preview.scheme).session), preview.host)
+            identity = self.sessions.verify(request_cookie(request, self.cookie_names(preview.scheme).session),
+                                            preview.host)
         if identity is None:
             return JSONResponse({"error": "not signed in"}, 401, headers=NO_STORE)
         return JSONResponse(
@@ -478,7 +478,7 @@ class Broker:
 
     # --- cookies ----------------------------------------------------------------------
     def _bind_value(self, request: Request) -> str:
-        current = request.cookies.get(self.broker_cookies.bind, "")
+        current = request_cookie(request, self.broker_cookies.bind) or ""
         return current if _BIND_VALUE.match(current) else secrets.token_urlsafe(32)
 
     def _bind_cookie(self, bind: str) -> bytes:
@@ -500,6 +500,13 @@ class Broker:
 def _wants_html(headers: Mapping[str, str]) -> bool:
     method = headers.get("x-forwarded-method", "GET").upper()
     return method in ("GET", "HEAD") and "text/html" in headers.get("accept", "")
+
+
+def request_cookie(request: Request, name: str) -> str | None:
+    """One cookie of a request (all its Cookie headers: HTTP/2 may split them), without
+    parsing the others as request.cookies would."""
+    header = "; ".join(v.decode("latin-1") for k, v in request.scope["headers"] if k == b"cookie")
+    return cookie_value(header, name) if header else None
 
 
 def cookie_value(header: str, name: str) -> str | None:

@@ -8,13 +8,13 @@ and verifies with every one.
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
 
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
-from itsdangerous.encoding import base64_encode
 
 from broker.clock import Clock
 
@@ -40,6 +40,14 @@ class Serializers:
     clock: Clock
 
 
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
+def b64url(data: bytes) -> bytes:
+    """Unpadded base64url, as itsdangerous writes it (without two Python-level wrapper calls)."""
+    return binascii.b2a_base64(data, newline=False).rstrip(b"=").translate(_URLSAFE)
+
+
 # The same compact JSON itsdangerous writes (separators without spaces, ASCII only), from one
 # encoder built once instead of one per json.dumps call.
 _COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
@@ -59,7 +67,7 @@ class _Uncompressed(URLSafeTimedSerializer):
         self._signers: dict[bytes | str | None, Any] = {}
 
     def dump_payload(self, obj: Any) -> bytes:
-        return base64_encode(_COMPACT_JSON.encode(obj).encode())
+        return b64url(_COMPACT_JSON.encode(obj).encode())
 
     def make_signer(self, salt: str | bytes | None = None) -> Any:
         signer = self._signers.get(salt)

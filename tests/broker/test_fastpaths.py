@@ -150,3 +150,33 @@ def test_hot_metrics_expose_what_prometheus_client_s_own_would() -> None:
                       and ("auth_checks" in line or "duration" in line))
 
     assert samples(ours.registry) == samples(reference)
+
+
+def test_b64_is_unpadded_urlsafe_base64() -> None:
+    import base64
+    import os
+
+    from broker.app import _b64
+
+    for n in range(0, 80):
+        data = os.urandom(n)
+        assert _b64(data) == base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ([], None),
+        ([(b"cookie", b"a=1; pb_bind=xyz; b=2")], "xyz"),
+        ([(b"cookie", b"a=1"), (b"cookie", b"pb_bind=split")], "split"),  # HTTP/2 may send several
+        ([(b"cookie", b"xpb_bind=no; pb_bindx=no")], None),
+        ([(b"cookie", b'pb_bind="quoted"')], "quoted"),
+    ],
+)
+def test_request_cookie_reads_one_cookie_of_all_cookie_headers(headers, expected) -> None:
+    from starlette.requests import Request
+
+    from broker.app import request_cookie
+
+    request = Request({"type": "http", "method": "GET", "path": "/", "headers": headers, "query_string": b""})
+    assert request_cookie(request, "pb_bind") == expected
