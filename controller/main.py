@@ -42,7 +42,7 @@ async def _main(settings: ControllerSettings, metrics: ControllerMetrics) -> int
                 acquiring.cancel()
                 return 0
             metrics.leader.set(1)
-        controller = Controller(kube, settings, metrics=metrics)
+        controller = Controller(kube, settings, metrics=metrics, freeze_after_first_pass=True)
         controller.extensions = build_extensions(settings, kube, controller)
         tasks = {asyncio.create_task(controller.run(), name="controller"), asyncio.create_task(stop.wait())}
         if elector is not None:

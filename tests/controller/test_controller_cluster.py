@@ -348,5 +348,5 @@ async def test_metrics_report_phases_allowlist_and_reconciles(rig: Rig) -> None:
         hosts = next(x for x in lines if x.startswith("preview_broker_allowlist_hosts "))
         return text if float(ready.split()[-1]) >= 1 and float(hosts.split()[-1]) >= 1 else None
 
-    text = await eventually(gauges_updated, "gauges updated (once a second)")
+    text = await eventually(gauges_updated, "gauges counted at scrape")
     assert "preview_broker_reconcile_duration_seconds_count" in text

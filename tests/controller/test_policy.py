@@ -237,3 +237,23 @@ def test_slim_drops_only_the_bookkeeping_and_leaves_the_input_alone() -> None:
     # keys are shared between cached objects (one string each, however many objects)
     a, b = (slim(json.loads('{"status": {"allowedHosts": []}}')) for _ in range(2))
     assert next(iter(a["status"])) is next(iter(b["status"]))
+
+
+def test_preview_gauges_are_counted_at_scrape() -> None:
+    from prometheus_client import generate_latest
+
+    from controller.metrics import ControllerMetrics
+
+    previews = {"a": {"status": {"phase": "Ready", "allowedHosts": ["a.x", "b.x"]}},
+                "b": {"status": {"phase": "Expired", "allowedHosts": []}},
+                "c": {"metadata": {"name": "c"}}}
+    metrics = ControllerMetrics()
+    metrics.count_previews(lambda: previews.values())
+    text = generate_latest(metrics.registry).decode()
+    assert 'preview_broker_previews{phase="Ready"} 1.0' in text
+    assert 'preview_broker_previews{phase="Expired"} 1.0' in text
+    assert 'preview_broker_previews{phase="Unknown"} 1.0' in text
+    assert 'preview_broker_previews{phase="Provisioning"} 0.0' in text
+    assert "preview_broker_allowlist_hosts 2.0" in text
+    previews["d"] = {"status": {"phase": "Ready", "allowedHosts": ["d.x"]}}  # no timer: the next scrape sees it
+    assert "preview_broker_allowlist_hosts 3.0" in generate_latest(metrics.registry).decode()
