@@ -35,6 +35,7 @@ import httpx  # noqa: E402
 
 from bench.report import (  # noqa: E402
     DOCS, SUMMARY_HEAD, distribution_plot, machine, percentile, summary_row, update_section)
+from controller import names  # noqa: E402
 from tests.support.controlplane import cleanup, install_crds, start_control_plane  # noqa: E402
 from tests.support.procs import Proc, free_port, http_ok, wait_until  # noqa: E402
 
@@ -67,6 +68,12 @@ def metrics(port: int, *names: str) -> list[float]:
     return list(values.values())
 
 
+def preview_namespace(name: str, host: str) -> dict:
+    """A namespace the way Argo CD would create it for a pull request, claiming `host`."""
+    return {"metadata": {"name": name, "labels": {names.LABEL_PREVIEW: "true"},
+                         "annotations": {names.ANN_HOST: host}}}
+
+
 async def create_namespaces(cp, n: int, prefix: str) -> None:
     async with httpx.AsyncClient(base_url=cp.api_url, headers={"Authorization": f"Bearer {cp.admin_token}"},
                                  verify=ssl.create_default_context(cafile=str(cp.ca_file)), timeout=60) as api:
@@ -77,9 +84,7 @@ async def create_namespaces(cp, n: int, prefix: str) -> None:
             nonlocal done
             name, host = f"{prefix}-{i}", f"{prefix}-{i}.{DOMAIN}"
             async with sem:
-                (await api.post("/api/v1/namespaces", json={"metadata": {
-                    "name": name, "labels": {"preview-broker.io/preview": "true"},
-                    "annotations": {"preview-broker.io/host": host}}})).raise_for_status()
+                (await api.post("/api/v1/namespaces", json=preview_namespace(name, host))).raise_for_status()
                 (await api.post(f"/apis/networking.k8s.io/v1/namespaces/{name}/ingresses", json={
                     "metadata": {"name": "web"}, "spec": {"rules": [{"host": f"api-{host}"}]}})).raise_for_status()
             done += 1
@@ -167,9 +172,7 @@ def main() -> int:
         with cp.client() as api:
             for i in range(a.changes):
                 name, host = f"chg-{i}", f"chg-{i}.{DOMAIN}"
-                api.post("/api/v1/namespaces", json={"metadata": {
-                    "name": name, "labels": {"preview-broker.io/preview": "true"},
-                    "annotations": {"preview-broker.io/host": host}}}).raise_for_status()
+                api.post("/api/v1/namespaces", json=preview_namespace(name, host)).raise_for_status()
                 created.append(timed(lambda: accepted(host), f"{host} accepted"))
                 api.delete(f"/api/v1/namespaces/{name}").raise_for_status()
                 deleted.append(timed(lambda: not accepted(host), f"{host} refused"))

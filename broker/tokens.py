@@ -90,8 +90,8 @@ def make_serializers(secret_keys: list[str], clock: Clock) -> Serializers:
         def get_timestamp(self) -> int:
             return int(clock())
 
-        # Signers are created per call and re-derive the key (an HMAC) each time;
-        # the derived key depends only on (key, salt), so remember it.
+        # itsdangerous re-derives the key (an HMAC) for every signature and every key tried
+        # when verifying; the derived key depends only on (key, salt), so remember it.
         def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
             key = self.secret_keys[-1] if secret_key is None else secret_key
             key = key.encode() if isinstance(key, str) else key

@@ -16,10 +16,12 @@ from urllib.parse import quote
 
 from starlette.responses import RedirectResponse, Response
 
+from broker.pages import NO_STORE
+
 _UNRESERVED = re.compile(r"[A-Za-z0-9._~-]*")
 _COOKIE_VALUE = re.compile(r"[A-Za-z0-9._~!#$&'()*+/:<=>?@\[\]^`{|}-]*")
-NO_STORE_RAW = [(b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff"),
-                (b"referrer-policy", b"no-referrer")]
+# The headers every broker page and redirect carries (pages.NO_STORE), as raw ASGI pairs.
+NO_STORE_RAW = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in NO_STORE.items()]
 
 
 @lru_cache(maxsize=1024)
