@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 import pytest
@@ -355,3 +355,22 @@ def test_cookie_value(header, value) -> None:
     from broker.app import cookie_value
 
     assert cookie_value(header, "__Host-pb_session") == value
+
+
+def test_a_changed_authorization_endpoint_is_followed(client: TestClient, idp: FakeIdP) -> None:
+    """Gate mode's fixed parameters are encoded once per endpoint, not once per process."""
+    broker = client.app.broker
+    first = client.get("/oauth2/start", params={"rd": DEEP}).headers["location"]
+    original = broker.provider.authorization_endpoint
+
+    async def moved() -> str:
+        return "https://login.example.org/v2/authorize"
+
+    broker.provider.authorization_endpoint = moved
+    try:
+        second = client.get("/oauth2/start", params={"rd": DEEP}).headers["location"]
+    finally:
+        broker.provider.authorization_endpoint = original
+    assert not first.startswith("https://login.example.org/")
+    assert second.startswith("https://login.example.org/v2/authorize?response_type=code&")
+    assert f"redirect_uri={quote(PUBLIC + '/oauth2/callback', safe='')}" in second
