@@ -1,7 +1,7 @@
 """Prometheus metrics; one registry per app so several apps can live in one process (tests).
 
-The two metrics updated on every request (auth checks and request durations) are kept
-in plain numbers and exposed through a custom collector.  prometheus_client's own
+The metrics updated on every request (auth checks, request durations, logins started)
+are kept in plain numbers and exposed through a custom collector.  prometheus_client's own
 metric objects take a lock and go through several calls per update: about 2 µs of a
 forward-auth check that otherwise costs 15.  The broker updates them only from its
 event-loop thread, the one that also serves /metrics, so plain updates are safe.
@@ -55,17 +55,16 @@ class _Labelled:
 
 
 class _HotCollector:
-    def __init__(self, auth_checks: _Labelled, latency: _Labelled) -> None:
-        self._auth_checks = auth_checks
+    def __init__(self, counters: list[tuple[str, str, str, _Labelled]], latency: _Labelled) -> None:
+        self._counters = counters  # (name, help, label name, series by label value)
         self._latency = latency
 
     def collect(self) -> Iterator[Metric]:
-        checks = CounterMetricFamily(
-            "preview_broker_auth_checks", "Forward-auth decisions by result", labels=["result"]
-        )
-        for result, count in sorted(self._auth_checks.children.items()):
-            checks.add_metric([result], count.value)  # type: ignore[union-attr]
-        yield checks
+        for name, documentation, label, labelled in self._counters:
+            family = CounterMetricFamily(name, documentation, labels=[label])
+            for value, count in sorted(labelled.children.items()):
+                family.add_metric([value], count.value)  # type: ignore[union-attr]
+            yield family
         latency = HistogramMetricFamily(
             "preview_broker_request_duration_seconds", "Handling time by endpoint", labels=["endpoint"]
         )
@@ -82,9 +81,6 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.logins_started = Counter(
-            "preview_broker_logins_started", "Logins sent to the identity provider", ["mode"], registry=r
-        )
         self.logins_completed = Counter(
             "preview_broker_logins_completed", "Logins returned to a preview host", ["mode"], registry=r
         )
@@ -92,5 +88,10 @@ class Metrics:
             "preview_broker_refused", "Requests refused, by endpoint and reason", ["endpoint", "reason"], registry=r
         )
         self.auth_checks = _Labelled(Count)
+        self.logins_started = _Labelled(Count)
         self.latency = _Labelled(Durations)
-        r.register(_HotCollector(self.auth_checks, self.latency))
+        counters = [
+            ("preview_broker_auth_checks", "Forward-auth decisions by result", "result", self.auth_checks),
+            ("preview_broker_logins_started", "Logins sent to the identity provider", "mode", self.logins_started),
+        ]
+        r.register(_HotCollector(counters, self.latency))

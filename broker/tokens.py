@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import binascii
 import hashlib
+import hmac
 import json
+import struct
 from dataclasses import dataclass
 from typing import Any
 
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
+from itsdangerous.encoding import want_bytes
 
 from broker.clock import Clock
 
@@ -41,6 +44,7 @@ class Serializers:
 
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
+_PACK_TIMESTAMP = struct.Struct(">Q").pack  # itsdangerous' int_to_bytes, before stripping leading zeros
 
 
 def b64url(data: bytes) -> bytes:
@@ -84,6 +88,22 @@ def make_serializers(secret_keys: list[str], clock: Clock) -> Serializers:
         # builds), which sends every HMAC through the pure-Python hmac path; OpenSSL's own is
         # several times cheaper and gives identical signatures.
         default_digest_method = staticmethod(hashlib.sha1)
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._sep = want_bytes(self.sep)
+            # Keyed once with the newest key; each signature copies it instead of keying a new HMAC.
+            self._signing_mac = hmac.new(self.derive_key(), digestmod=self.digest_method)
+
+        def sign(self, value: str | bytes) -> bytes:
+            # TimestampSigner.sign, byte for byte (tested against a vanilla serializer): the
+            # payload, its signing time, and the HMAC of both.  Inlined because itsdangerous'
+            # generic path (a new HMAC per token, base64 behind two wrappers) cost more than
+            # everything else in a login redirect's token.
+            value = want_bytes(value) + self._sep + b64url(_PACK_TIMESTAMP(self.get_timestamp()).lstrip(b"\0"))
+            mac = self._signing_mac.copy()
+            mac.update(value)
+            return value + self._sep + b64url(mac.digest())
 
         # itsdangerous asks the signer for "now" both when signing and when
         # checking max_age; routing it through our clock makes expiry testable.

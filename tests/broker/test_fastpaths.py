@@ -10,12 +10,12 @@ from __future__ import annotations
 import inspect
 import random
 import re
-from urllib.parse import parse_qsl, quote, urlencode
+from urllib.parse import parse_qsl, quote, unquote_plus, urlencode
 
 import pytest
-from itsdangerous import URLSafeTimedSerializer
+from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
-from broker.app import MAX_PARAMS, Broker, _wants_html, parse_params
+from broker.app import MAX_PARAMS, Broker, _wants_html, parse_params, unquote_field
 from broker.clock import FrozenClock
 from broker.errors import BadRequest
 from broker.forwarded import DIRECT_HEADERS, FORWARD_AUTH_HEADERS, from_direct, from_forward_auth
@@ -70,6 +70,31 @@ def test_parse_params_matches_parse_qsl_on_a_random_corpus() -> None:
     assert mismatches == []
 
 
+def _library_unquote(text: str) -> str:
+    try:
+        return unquote_plus(text, errors="strict")
+    except UnicodeDecodeError:
+        return "UnicodeDecodeError"
+
+
+def _our_unquote(text: str) -> str:
+    try:
+        return unquote_field(text)
+    except UnicodeDecodeError:
+        return "UnicodeDecodeError"
+
+
+def test_unquote_field_is_unquote_plus_strict() -> None:
+    """The table of ASCII escapes covers every spelling urllib accepts; the rest falls back to urllib."""
+    crafted = ["%2f%2F%2a%2A", "%7f%7F%80", "%C3%A9", "%C3", "%e9", "%g1", "%1", "%", "%%41", "a+b%2Bc", "é%41é",
+               "%00", "%41%42%43" * 50, "https%3A%2F%2Fpr-1.preview.example.com%2Fapp%3Fx%3D1"]
+    rng = random.Random(4)
+    alphabet = "%%%+0123456789abcdefABCDEFgGxé ~"
+    corpus = crafted + ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 16))) for _ in range(30_000)]
+    mismatches = [t for t in corpus if _our_unquote(t) != _library_unquote(t)]
+    assert mismatches == []
+
+
 @pytest.mark.parametrize("fields", [MAX_PARAMS - 1, MAX_PARAMS, MAX_PARAMS + 1])
 def test_parse_params_field_limit_is_parse_qsl_s(fields: int) -> None:
     query = "&".join(f"k{i}=v" for i in range(fields))
@@ -97,6 +122,22 @@ def test_tokens_are_plain_itsdangerous_tokens_both_ways() -> None:
     payload = {"m": "g", "t": "https://pr-1.preview.example.com/é?x=1", "j": "abc", "b": "x" * 32}
     assert vanilla.loads(dump(ours.state, payload)) == payload
     assert load(ours.state, vanilla.dumps(payload), 10**12) == payload
+    # byte for byte what vanilla itsdangerous writes (signed with the newest key) at the same time
+    class AtClock(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return int(clock())
+
+    vanilla_signer = AtClock([KEY_OLD, KEY_NEW], salt=STATE_SALT)
+    rng = random.Random(5)
+    values = [b"", b"x", b"eyJ9" * 100, *(rng.randbytes(rng.randint(0, 300)) for _ in range(200))]
+    for value in values:
+        assert ours.state.make_signer().sign(value) == vanilla_signer.sign(value)
+    clock.advance(86_400 * 400)
+    assert ours.state.make_signer().sign(b"later") == vanilla_signer.sign(b"later")
+    # and a whole small token (one vanilla leaves uncompressed) is the same string
+    assert dump(ours.state, {"j": "abc"}) == URLSafeTimedSerializer(
+        [KEY_OLD, KEY_NEW], salt=STATE_SALT, signer=AtClock
+    ).dumps({"j": "abc"})
     # zlib-compressed tokens (what vanilla writes for larger payloads) still load
     big = {"g": ["group-%d" % i for i in range(200)]}
     compressed = URLSafeTimedSerializer([KEY_NEW], salt=SESSION_SALT).dumps(big)
@@ -123,7 +164,7 @@ def test_every_header_the_code_reads_is_picked(functions, names) -> None:
 
 
 def test_hot_metrics_expose_what_prometheus_client_s_own_would() -> None:
-    """Auth checks and durations are plain numbers on the hot path; their exposition must not differ."""
+    """Auth checks, logins started and durations are plain numbers; their exposition must not differ."""
     from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
     from broker.metrics import DURATION_BUCKETS, Metrics
@@ -132,6 +173,8 @@ def test_hot_metrics_expose_what_prometheus_client_s_own_would() -> None:
     reference = CollectorRegistry()
     ref_checks = Counter("preview_broker_auth_checks", "Forward-auth decisions by result", ["result"],
                          registry=reference)
+    ref_started = Counter("preview_broker_logins_started", "Logins sent to the identity provider", ["mode"],
+                          registry=reference)
     ref_latency = Histogram("preview_broker_request_duration_seconds", "Handling time by endpoint", ["endpoint"],
                             buckets=DURATION_BUCKETS, registry=reference)
     rng = random.Random(3)
@@ -140,6 +183,9 @@ def test_hot_metrics_expose_what_prometheus_client_s_own_would() -> None:
         seconds = rng.choice([*DURATION_BUCKETS, rng.random() / 100, rng.random() * 20])  # bounds are inclusive
         ours.auth_checks.labels(result).inc()
         ref_checks.labels(result).inc()
+        mode = rng.choice(["gate", "relay"])
+        ours.logins_started.labels(mode).inc()
+        ref_started.labels(mode).inc()
         ours.latency.labels(endpoint).observe(seconds)
         ref_latency.labels(endpoint).observe(seconds)
 
@@ -147,7 +193,7 @@ def test_hot_metrics_expose_what_prometheus_client_s_own_would() -> None:
         lines = generate_latest(registry).decode().splitlines()
         return sorted(line.rsplit(" ", 1)[0] + f" {float(line.rsplit(' ', 1)[1]):.9g}"
                       for line in lines if line.startswith("preview_broker_") and "_created" not in line
-                      and ("auth_checks" in line or "duration" in line))
+                      and ("auth_checks" in line or "logins_started" in line or "duration" in line))
 
     assert samples(ours.registry) == samples(reference)
 
