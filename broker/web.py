@@ -74,7 +74,7 @@ def redirect(url: str, cookies: Iterable[bytes] = ()) -> Response:
     """302 to `url` with no-store headers and the given Set-Cookie values."""
     if not (url.isascii() and url.isprintable()) or " " in url:
         # Not built by us from validated parts (e.g. an IdP's endpoint): let Starlette quote it.
-        resp = RedirectResponse(url, 302, headers={"cache-control": "no-store"})
+        resp = RedirectResponse(url, 302, headers=NO_STORE)
         for c in cookies:
             resp.raw_headers.append((b"set-cookie", c))
         return resp

@@ -19,8 +19,9 @@ from broker.app import MAX_PARAMS, Broker, _wants_html, parse_params, unquote_fi
 from broker.clock import FrozenClock
 from broker.errors import BadRequest
 from broker.forwarded import DIRECT_HEADERS, FORWARD_AUTH_HEADERS, from_direct, from_forward_auth
+from broker.pages import NO_STORE
 from broker.tokens import SESSION_SALT, STATE_SALT, dump, load, make_serializers
-from broker.web import encode_query, pick_headers
+from broker.web import encode_query, pick_headers, redirect
 from tests.broker.conftest import KEY_NEW, KEY_OLD
 
 # Characters that matter to query parsing: separators, escapes, plus, and non-ASCII.
@@ -226,3 +227,15 @@ def test_request_cookie_reads_one_cookie_of_all_cookie_headers(headers, expected
 
     request = Request({"type": "http", "method": "GET", "path": "/", "headers": headers, "query_string": b""})
     assert request_cookie(request, "pb_bind") == expected
+
+
+@pytest.mark.parametrize("url", ["https://idp.example.com/auth?x=1", "https://idp.example.com/authé?x=1",
+                                 "https://idp.example.com/a b"])
+def test_redirect_sends_the_same_protective_headers_on_both_paths(url: str) -> None:
+    """The raw fast path and the quoting fallback (a URL not made of printable ASCII) differ only in quoting."""
+    headers = redirect(url, [b"c=1"]).raw_headers
+    names = [k for k, _ in headers]
+    assert {n.lower().encode() for n in NO_STORE} <= set(names)
+    assert (b"set-cookie", b"c=1") in headers
+    location = dict(headers)[b"location"]
+    assert location.isascii() and b" " not in location
