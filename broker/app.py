@@ -22,7 +22,7 @@ import httpx
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from broker.allowlist import AllowlistSource, StaticAllowlist
@@ -39,7 +39,7 @@ from broker.replay import ReplayGuard
 from broker.sessions import TICKET_PATH, CookieNames, SessionCodec
 from broker.settings import BrokerSettings
 from broker.tokens import TokenError, b64url, dump, load, make_serializers
-from broker.web import RawResponse, encode_query, pick_headers, redirect, set_cookie_header
+from broker.web import RawResponse, clear_cookie_header, encode_query, pick_headers, redirect, set_cookie_header
 
 log = logging.getLogger("preview_broker.broker")
 
@@ -297,7 +297,7 @@ class Broker:
             reason = target.reason if not target else "other_host"
             raise BadRequest(f"redirect_{reason}", "rd is not an address on this preview environment.")
         url = self.settings.public_url + "/oauth2/start?" + urlencode({"rd": target.url})
-        return RedirectResponse(url, 302, headers=NO_STORE)
+        return redirect(url)
 
     # --- the master callback ----------------------------------------------------
     async def callback(self, request: Request) -> Response:
@@ -343,7 +343,7 @@ class Broker:
             raise BadRequest("callback_without_code", "The identity provider sent neither a code nor an error.")
         self.metrics.logins_completed.labels("relay").inc()
         log.info("login_returned", extra={"mode": "relay", "host": target.host, "error": q.get("error", "")})
-        return RedirectResponse(_append_query(target.url, back), 302, headers=NO_STORE)
+        return redirect(_append_query(target.url, back))
 
     async def _gate_return(self, target: Verdict, bind: str, jti: str, q: dict[str, str]) -> Response:
         if "error" in q:
@@ -369,7 +369,7 @@ class Broker:
         ticket = self.sessions.mint_ticket(target.host, target.url, identity)
         url = _origin_of(target.url) + TICKET_PATH + "?" + urlencode({"ticket": ticket})
         log.info("login_authorized", extra={"mode": "gate", "host": target.host, "user": identity.user})
-        return RedirectResponse(url, 302, headers=NO_STORE)
+        return redirect(url)
 
     # --- on the preview host: ticket, sign-out, userinfo ---------------------------
     def redeem(self, preview: PreviewRequest, q: dict[str, str]) -> Response:
@@ -383,15 +383,14 @@ class Broker:
         target = self._recheck(ticket.target)
         if target.host != preview.host:
             raise BadRequest("ticket_wrong_host", "This sign-in link belongs to another preview.")
-        resp = RedirectResponse(target.url, 302, headers=NO_STORE)
-        self._set_cookie(
-            resp,
+        session = set_cookie_header(
             self.cookie_names(preview.scheme).session,
             self.sessions.issue(preview.host, ticket.identity),
-            self.settings.session_ttl,
+            max_age=self.settings.session_ttl,
             secure=preview.scheme == "https",
             domain=self.settings.cookie_domain or None,
         )
+        resp = redirect(target.url, [session])
         self.metrics.logins_completed.labels("gate").inc()
         log.info("session_issued", extra={"host": preview.host, "user": ticket.identity.user})
         return resp
@@ -401,32 +400,27 @@ class Broker:
         if not target or target.host != preview.host:
             reason = target.reason if not target else "other_host"
             raise BadRequest(f"redirect_{reason}", "rd is not an address on this preview.")
-        resp = RedirectResponse(target.url, 302, headers=NO_STORE)
-        resp.delete_cookie(
+        cleared = clear_cookie_header(
             self.cookie_names(preview.scheme).session,
-            path="/",
-            domain=self.settings.cookie_domain or None,
             secure=preview.scheme == "https",
-            httponly=True,
-            samesite="lax",
+            domain=self.settings.cookie_domain or None,
         )
         log.info("signed_out", extra={"host": preview.host})
-        return resp
+        return redirect(target.url, [cleared])
 
     async def sign_out(self, request: Request) -> Response:
         q = parse_params(query_of(request))
         preview = self.preview_request(request)
         if preview is not None:
             return self.sign_out_preview(preview, q)
-        resp: Response
+        cleared = clear_cookie_header(self.broker_cookies.bind, secure=self.settings.secure_cookies)
         if q.get("rd"):
             target = self.check(q["rd"])
             if not target:
                 raise BadRequest(f"redirect_{target.reason}", "rd is not an address of a live preview environment.")
-            resp = RedirectResponse(target.url, 302, headers=NO_STORE)
-        else:
-            resp = page(200, "Signed out", "You are signed out of the login broker.")
-        resp.delete_cookie(self.broker_cookies.bind, path="/", secure=self.settings.secure_cookies, httponly=True)
+            return redirect(target.url, [cleared])
+        resp = page(200, "Signed out", "You are signed out of the login broker.")
+        resp.raw_headers.append((b"set-cookie", cleared))
         return resp
 
     async def ticket(self, request: Request) -> Response:
@@ -470,7 +464,7 @@ class Broker:
                 log.info("refused", extra={"endpoint": "auth", "reason": "session_invalid", "host": preview.host})
             if "redirect=true" in query.split("&") and _wants_html(headers):
                 url = self.settings.public_url + "/oauth2/start?" + urlencode({"rd": preview.url})
-                return RedirectResponse(url, 302, headers=NO_STORE)
+                return redirect(url)
             return PlainTextResponse("sign in required", 401, headers=NO_STORE)
         decision = authorize(identity, self.policy)
         if not decision.allowed:
@@ -512,14 +506,6 @@ class Broker:
         # value changes between two of these headers: the rest is built once.
         name_eq, attributes = self._bind_cookie_template
         return name_eq + bind.encode("ascii") + attributes
-
-    @staticmethod
-    def _set_cookie(
-        resp: Response, name: str, value: str, max_age: int, *, secure: bool, domain: str | None = None
-    ) -> None:
-        resp.set_cookie(
-            name, value, max_age=max_age, path="/", domain=domain, secure=secure, httponly=True, samesite="lax"
-        )
 
 
 def _wants_html(headers: Mapping[str, str]) -> bool:

@@ -24,3 +24,19 @@ def test_parent_domain_cookie_opens_every_preview_only_when_configured(idp, allo
                     follow_redirects=False) as c:
         # The same token is refused once the operator turns the option off again.
         assert forward_auth(c, f"https://{PR2}/", cookie.replace("__Secure-", "__Host-")).status_code == 401
+
+
+def test_sign_out_clears_the_cookie_with_the_attributes_it_was_set_with(idp, allowlist, clock) -> None:
+    """A browser drops a cookie only when name, domain and path match the ones it stored."""
+    for settings, name in ((make_settings(cookie_domain="preview.example.com"), "__Secure-pb_session"),
+                           (make_settings(), "__Host-pb_session")):
+        with TestClient(create_app(settings, allowlist=allowlist, clock=clock), base_url=PUBLIC,
+                        follow_redirects=False) as c:
+            cookie, issued = session_cookie(forward_auth(c, gate_login(c, idp, DEEP)))
+            out = forward_auth(c, "https://pr-1.preview.example.com/oauth2/sign_out?rd=/bye", cookie)
+            assert out.status_code == 302
+            _, cleared = session_cookie(out)
+            attributes = ("domain", "path", "secure", "httponly", "samesite")
+            assert [cleared[name][a] for a in attributes] == [issued[name][a] for a in attributes]
+            assert cleared[name].value == "" and cleared[name]["max-age"] == "0"
+            assert issued[name]["max-age"] == str(settings.session_ttl)
