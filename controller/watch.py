@@ -140,7 +140,10 @@ class Watcher:
         resp = await self.kube.open("GET", self.path, query=query, timeout=timeout)
         try:
             while True:
-                line = await asyncio.wait_for(resp.content.readline(), self.inactivity)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for drops a cancellation that
+                # lands in the same loop turn as the line, and the watch then outlived shutdown.
+                async with asyncio.timeout(self.inactivity):
+                    line = await resp.content.readline()
                 if not line:
                     return  # stream ended normally; watch again from resource_version
                 if not line.strip():

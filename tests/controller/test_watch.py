@@ -124,3 +124,49 @@ async def test_transform_applies_to_listed_items_and_events(fake) -> None:
     assert synced[0] == [("slim", "a")]
     assert ("ADDED", ("slim", "b")) in events
     assert w.resource_version == "11"  # still read from the raw event, before the transform
+
+
+class _GatedStream:
+    """A watch response whose next line arrives when the test says so."""
+
+    def __init__(self) -> None:
+        self.gates: asyncio.Queue[asyncio.Future[bytes]] = asyncio.Queue()
+        self.content = self
+
+    async def readline(self) -> bytes:
+        gate = asyncio.get_running_loop().create_future()
+        await self.gates.put(gate)
+        return await gate
+
+    def close(self) -> None:
+        pass
+
+
+class _GatedKube:
+    def __init__(self) -> None:
+        self.stream = _GatedStream()
+
+    async def get(self, path: str, **query: str) -> dict:
+        return {"items": [], "metadata": {"resourceVersion": "1"}}
+
+    async def open(self, method: str, path: str, **kw: object) -> _GatedStream:
+        return self.stream
+
+
+async def test_cancel_is_not_lost_when_a_line_arrives_at_the_same_moment() -> None:
+    """Shutdown cancels the watch; a line landing in the same loop turn must not swallow that.
+
+    (asyncio.wait_for on Python 3.11 returns the inner result and drops the cancellation when
+    both happen together; the watch then ran on forever and shutdown hung.)
+    """
+    kube = _GatedKube()
+    w = Watcher(kube, "/api/v1/namespaces", name="t", inactivity=30,  # type: ignore[arg-type]
+                on_sync=lambda items: None, on_event=lambda t, o: None)
+    task = asyncio.create_task(w.run())
+    gate = await asyncio.wait_for(kube.stream.gates.get(), 5)
+    line = json.dumps({"type": "ADDED", "object": {"metadata": {"name": "b", "resourceVersion": "2"}}}) + "\n"
+    gate.set_result(line.encode())
+    task.cancel()  # same loop turn as the line
+    done, _ = await asyncio.wait({task}, timeout=5)
+    assert task in done, "the watch task ignored its cancellation"
+    assert task.cancelled()
