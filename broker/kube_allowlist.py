@@ -117,9 +117,7 @@ class KubernetesAllowlist:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            # gather, not try/except CancelledError: a cancellation of stop() itself must still propagate.
+            await asyncio.gather(self._task, return_exceptions=True)
         if self._own_kube and self._kube is not None:
             await self._kube.close()

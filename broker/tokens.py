@@ -18,6 +18,7 @@ from typing import Any
 
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 from itsdangerous.encoding import want_bytes
+from itsdangerous.signer import HMACAlgorithm
 
 from broker.clock import Clock
 
@@ -81,7 +82,7 @@ class _Uncompressed(URLSafeTimedSerializer):
 
 
 def make_serializers(secret_keys: list[str], clock: Clock) -> Serializers:
-    derived: dict[tuple[bytes, bytes | None], bytes] = {}
+    derived: dict[tuple[bytes, bytes | None, str, Any], bytes] = {}
 
     class _Signer(TimestampSigner):
         # itsdangerous' default is the same SHA-1 behind a Python wrapper (kept lazy for FIPS
@@ -93,13 +94,18 @@ def make_serializers(secret_keys: list[str], clock: Clock) -> Serializers:
             super().__init__(*args, **kwargs)
             self._sep = want_bytes(self.sep)
             # Keyed once with the newest key; each signature copies it instead of keying a new HMAC.
-            self._signing_mac = hmac.new(self.derive_key(), digestmod=self.digest_method)
+            # Only for the HMAC the verifier uses: any other algorithm signs the generic way.
+            algorithm = self.algorithm
+            same_hmac = isinstance(algorithm, HMACAlgorithm) and algorithm.digest_method is self.digest_method
+            self._signing_mac = hmac.new(self.derive_key(), digestmod=self.digest_method) if same_hmac else None
 
         def sign(self, value: str | bytes) -> bytes:
             # TimestampSigner.sign, byte for byte (tested against a vanilla serializer): the
             # payload, its signing time, and the HMAC of both.  Inlined because itsdangerous'
             # generic path (a new HMAC per token, base64 behind two wrappers) cost more than
             # everything else in a login redirect's token.
+            if self._signing_mac is None:
+                return super().sign(value)
             value = want_bytes(value) + self._sep + b64url(_PACK_TIMESTAMP(self.get_timestamp()).lstrip(b"\0"))
             mac = self._signing_mac.copy()
             mac.update(value)
@@ -111,11 +117,11 @@ def make_serializers(secret_keys: list[str], clock: Clock) -> Serializers:
             return int(clock())
 
         # itsdangerous re-derives the key (an HMAC) for every signature and every key tried
-        # when verifying; the derived key depends only on (key, salt), so remember it.
+        # when verifying; the derived key depends only on (key, salt, derivation, digest), so remember it.
         def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
             key = self.secret_keys[-1] if secret_key is None else secret_key
             key = key.encode() if isinstance(key, str) else key
-            cache_key = (key, self.salt)
+            cache_key = (key, self.salt, self.key_derivation, self.digest_method)
             if cache_key not in derived:
                 derived[cache_key] = super().derive_key(key)
             return derived[cache_key]

@@ -40,6 +40,7 @@ async def _main(settings: ControllerSettings, metrics: ControllerMetrics) -> int
             await asyncio.wait({acquiring, stopping}, return_when=asyncio.FIRST_COMPLETED)
             if stop.is_set():
                 acquiring.cancel()
+                await asyncio.gather(acquiring, return_exceptions=True)  # done with the client before it closes
                 return 0
             metrics.leader.set(1)
         controller = Controller(kube, settings, metrics=metrics, freeze_after_first_pass=True)

@@ -359,7 +359,7 @@ class Controller:
             raise
         if cache is not None:
             cache[ns] = slim(created)
-        log.info("object_created", extra={"namespace": ns, "kind": obj["kind"], "name": obj["metadata"]["name"]})
+        log.info("object_created", extra={"namespace": ns, "kind": obj["kind"], "object": obj["metadata"]["name"]})
 
     async def _event(self, ns: policy.NamespaceView, event: policy.Event) -> None:
         stamp = self.clock().strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -7,6 +7,7 @@ behaviour it stands in for, over crafted cases and a seeded random corpus.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import random
 import re
@@ -14,6 +15,7 @@ from urllib.parse import parse_qsl, quote, unquote_plus, urlencode
 
 import pytest
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
+from itsdangerous.signer import HMACAlgorithm
 
 from broker.app import MAX_PARAMS, Broker, _wants_html, parse_params, unquote_field
 from broker.clock import FrozenClock
@@ -139,6 +141,12 @@ def test_tokens_are_plain_itsdangerous_tokens_both_ways() -> None:
     assert dump(ours.state, {"j": "abc"}) == URLSafeTimedSerializer(
         [KEY_OLD, KEY_NEW], salt=STATE_SALT, signer=AtClock
     ).dumps({"j": "abc"})
+    # a signer configured with another algorithm than its digest's HMAC signs the generic way
+    signer_class = type(ours.state.make_signer())
+    for kwargs in ({"digest_method": hashlib.sha256}, {"algorithm": HMACAlgorithm(hashlib.sha512)}):
+        mine = signer_class([KEY_OLD, KEY_NEW], salt=STATE_SALT, **kwargs)
+        assert mine.sign(b"v") == AtClock([KEY_OLD, KEY_NEW], salt=STATE_SALT, **kwargs).sign(b"v")
+        assert mine.unsign(mine.sign(b"v")) == b"v"
     # zlib-compressed tokens (what vanilla writes for larger payloads) still load
     big = {"g": ["group-%d" % i for i in range(200)]}
     compressed = URLSafeTimedSerializer([KEY_NEW], salt=SESSION_SALT).dumps(big)
@@ -242,9 +250,10 @@ def test_redirect_location_is_starlette_s() -> None:
     from starlette.responses import RedirectResponse
 
     rng = random.Random(6)
-    alphabet = [chr(c) for c in range(0x20, 0x7F)] + ["é", "\u2603", "%41", "%zz"]
+    # every printable ASCII character, the controls that could end a header line, and non-ASCII
+    alphabet = [chr(c) for c in range(0x20, 0x7F)] + ["\r", "\n", "\t", "\x00", "\x7f", "é", "\u2603", "%41", "%zz"]
     urls = ["https://pr-1.preview.example.com/" + "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 24)))
             for _ in range(5_000)]
-    mismatches = [u for u in urls
-                  if dict(redirect(u).raw_headers)[b"location"] != RedirectResponse(u).headers["location"].encode()]
-    assert mismatches == []
+    ours = {u: dict(redirect(u).raw_headers)[b"location"] for u in urls}
+    assert [u for u in urls if ours[u] != RedirectResponse(u).headers["location"].encode()] == []
+    assert all(re.fullmatch(rb"[\x21-\x7e]+", location) for location in ours.values())  # nothing ends the line

@@ -374,3 +374,19 @@ def test_a_changed_authorization_endpoint_is_followed(client: TestClient, idp: F
     assert not first.startswith("https://login.example.org/")
     assert second.startswith("https://login.example.org/v2/authorize?response_type=code&")
     assert f"redirect_uri={quote(PUBLIC + '/oauth2/callback', safe='')}" in second
+
+
+@pytest.mark.parametrize("query", [{}, {"rd": f"https://{PR1}/bye"}])
+def test_sign_out_on_the_broker_host_clears_the_bind_cookie_as_it_was_set(client: TestClient, query) -> None:
+    started = client.get("/oauth2/start", params={"rd": f"https://{PR1}/"})
+    _, issued = session_cookie(started)
+    resp = client.get("/oauth2/sign_out", params=query)
+    assert resp.status_code == (302 if query else 200)
+    if query:
+        assert resp.headers["location"] == query["rd"]
+    _, cleared = session_cookie(resp)
+    (name,) = issued.keys()
+    assert list(cleared.keys()) == [name] and name.startswith("__Host-")
+    attributes = ("domain", "path", "secure", "httponly", "samesite")
+    assert [cleared[name][a] for a in attributes] == [issued[name][a] for a in attributes]
+    assert cleared[name].value == "" and cleared[name]["max-age"] == "0"
