@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import ssl
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -106,9 +107,14 @@ async def make_rig(control_plane: ControlPlane, **overrides: Any) -> AsyncIterat
 
 
 @pytest.fixture
-async def rig(control_plane: ControlPlane, request) -> AsyncIterator[Rig]:
+async def rig(control_plane: ControlPlane, request, caplog) -> AsyncIterator[Rig]:
+    # INFO, as in production: every log call really runs (one with a bad field crashed reconciles).
+    caplog.set_level(logging.INFO)
     async with make_rig(control_plane, **(getattr(request, "param", {}) or {})) as r:
         yield r
+    # A test can pass while the controller crashes behind it and a retry hides the crash.
+    records = caplog.get_records("setup") + caplog.get_records("call")
+    assert [r.getMessage() for r in records if r.getMessage().endswith("_crashed")] == []
 
 
 async def test_namespace_host_becomes_valid_then_leaves_before_namespace_is_gone(rig: Rig) -> None:
