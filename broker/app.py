@@ -413,14 +413,19 @@ class Broker:
         preview = self.preview_request(request)
         if preview is not None:
             return self.sign_out_preview(preview, q)
-        cleared = clear_cookie_header(self.broker_cookies.bind, secure=self.settings.secure_cookies)
+        secure = self.settings.secure_cookies
+        cleared = [clear_cookie_header(self.broker_cookies.bind, secure=secure)]
+        if self.settings.cookie_domain:
+            # One session covers every preview (and reaches this host too): signing out here ends it.
+            session = self._cookie_names[secure].session
+            cleared.append(clear_cookie_header(session, secure=secure, domain=self.settings.cookie_domain))
         if q.get("rd"):
             target = self.check(q["rd"])
             if not target:
                 raise BadRequest(f"redirect_{target.reason}", "rd is not an address of a live preview environment.")
-            return redirect(target.url, [cleared])
+            return redirect(target.url, cleared)
         resp = page(200, "Signed out", "You are signed out of the login broker.")
-        resp.raw_headers.append((b"set-cookie", cleared))
+        resp.raw_headers += [(b"set-cookie", c) for c in cleared]
         return resp
 
     async def ticket(self, request: Request) -> Response:

@@ -40,3 +40,21 @@ def test_sign_out_clears_the_cookie_with_the_attributes_it_was_set_with(idp, all
             assert [cleared[name][a] for a in attributes] == [issued[name][a] for a in attributes]
             assert cleared[name].value == "" and cleared[name]["max-age"] == "0"
             assert issued[name]["max-age"] == str(settings.session_ttl)
+
+
+def test_sign_out_on_the_broker_host_ends_the_shared_session_too(idp, allowlist, clock) -> None:
+    """With COOKIE_DOMAIN the session also reaches the broker's host; signing out there ends it."""
+    with TestClient(create_app(make_settings(cookie_domain="preview.example.com"), allowlist=allowlist, clock=clock),
+                    base_url=PUBLIC, follow_redirects=False) as c:
+        cookie, issued = session_cookie(forward_auth(c, gate_login(c, idp, DEEP)))
+        out = c.get("/oauth2/sign_out")
+        assert out.status_code == 200
+        cleared = [h for h in out.headers.get_list("set-cookie") if h.startswith("__Secure-pb_session=")]
+        assert len(cleared) == 1 and "Max-Age=0" in cleared[0]
+        session = issued["__Secure-pb_session"]
+        assert f"Domain={session['domain']}" in cleared[0] and f"Path={session['path']}" in cleared[0]
+    with TestClient(create_app(make_settings(), allowlist=allowlist, clock=clock), base_url=PUBLIC,
+                    follow_redirects=False) as c:
+        # host-only sessions never reach the broker's host: only its own bind cookie is cleared
+        names = [h.split("=")[0] for h in c.get("/oauth2/sign_out").headers.get_list("set-cookie")]
+        assert names == ["__Host-pb_bind"]
