@@ -296,8 +296,11 @@ class Broker:
         if not target or target.host != preview.host:
             reason = target.reason if not target else "other_host"
             raise BadRequest(f"redirect_{reason}", "rd is not an address on this preview environment.")
-        url = self.settings.public_url + "/oauth2/start?" + urlencode({"rd": target.url})
-        return redirect(url)
+        return self._login_from(target.url)
+
+    def _login_from(self, url: str) -> Response:
+        """Send the browser to the broker's own /oauth2/start, to come back to `url` after login."""
+        return redirect(self.settings.public_url + "/oauth2/start?" + urlencode({"rd": url}))
 
     # --- the master callback ----------------------------------------------------
     async def callback(self, request: Request) -> Response:
@@ -417,8 +420,8 @@ class Broker:
         cleared = [clear_cookie_header(self.broker_cookies.bind, secure=secure)]
         if self.settings.cookie_domain:
             # One session covers every preview (and reaches this host too): signing out here ends it.
-            session = self._cookie_names[secure].session
-            cleared.append(clear_cookie_header(session, secure=secure, domain=self.settings.cookie_domain))
+            cleared.append(clear_cookie_header(self.broker_cookies.session, secure=secure,
+                                               domain=self.settings.cookie_domain))
         if q.get("rd"):
             target = self.check(q["rd"])
             if not target:
@@ -468,8 +471,7 @@ class Broker:
             if token:
                 log.info("refused", extra={"endpoint": "auth", "reason": "session_invalid", "host": preview.host})
             if "redirect=true" in query.split("&") and _wants_html(headers):
-                url = self.settings.public_url + "/oauth2/start?" + urlencode({"rd": preview.url})
-                return redirect(url)
+                return self._login_from(preview.url)
             return PlainTextResponse("sign in required", 401, headers=NO_STORE)
         decision = authorize(identity, self.policy)
         if not decision.allowed:
