@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from http.cookies import SimpleCookie
+from http.cookies import Morsel, SimpleCookie
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
@@ -56,3 +56,11 @@ def session_cookie(resp: httpx.Response) -> tuple[str, SimpleCookie]:
     parsed.load(raw)
     (name, morsel), = parsed.items()
     return f"{name}={morsel.value}", parsed
+
+
+def assert_clears(cleared: Morsel, issued: Morsel) -> None:
+    """`cleared` drops the cookie `issued` set: browsers match on name, domain and path."""
+    attributes = ("domain", "path", "secure", "httponly", "samesite")
+    assert cleared.key == issued.key
+    assert [cleared[a] for a in attributes] == [issued[a] for a in attributes]
+    assert cleared.value == "" and cleared["max-age"] == "0"
