@@ -1,9 +1,8 @@
-"""scripts/testbin: prints its directory last, honours KUBEBUILDER_ASSETS, fails loudly and clearly."""
+"""scripts/testbin: prints its directory last, honours KUBEBUILDER_ASSETS, fails loudly and clearly,
+and checks (without building) that the module proxy still serves every pinned version."""
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import os
 import subprocess
 import sys
@@ -13,19 +12,8 @@ import pytest
 
 from tests.support import testbin as support_testbin
 
-pytestmark = pytest.mark.cluster  # needs binaries built by scripts/testbin
-
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "testbin"
-
-
-def _module():
-    loader = importlib.machinery.SourceFileLoader("testbin_script", str(SCRIPT))
-    spec = importlib.util.spec_from_loader("testbin_script", loader)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["testbin_script"] = module  # dataclasses look their module up there
-    loader.exec_module(module)
-    return module
 
 
 def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -33,6 +21,7 @@ def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
                           env={**os.environ, **env})
 
 
+@pytest.mark.cluster  # builds (or finds) every binary
 def test_last_line_is_the_directory_holding_every_binary() -> None:
     proc = run()
     assert proc.returncode == 0, proc.stderr
@@ -42,6 +31,7 @@ def test_last_line_is_the_directory_holding_every_binary() -> None:
     assert (directory / "crds" / "postgresql.cnpg.io_clusters.yaml").exists()
 
 
+@pytest.mark.cluster
 def test_kubebuilder_assets_are_used_instead_of_building(tmp_path: Path) -> None:
     assets = support_testbin.testbin_dir("etcd", "kube")
     proc = run("etcd", "kube", PREVIEW_BROKER_TESTBIN=str(tmp_path / "cache"), KUBEBUILDER_ASSETS=str(assets))
@@ -58,18 +48,30 @@ def test_unknown_program_is_refused() -> None:
     assert proc.returncode == 2 and "unknown program kubelet" in proc.stderr
 
 
+@pytest.mark.cluster  # asks the real module proxy
 def test_a_module_that_fails_names_itself_and_the_step(tmp_path: Path) -> None:
-    tb = _module()
+    tb = support_testbin.load_script()
     bogus = tb.Tool(name="bogus", module="github.com/preview-broker-tests/does-not-exist", version="v0.0.1",
                     packages=(("github.com/preview-broker-tests/does-not-exist/cmd/x", "x"),))
     with pytest.raises(tb.BuildError) as err:
         tb.build(bogus, tmp_path)
     assert "github.com/preview-broker-tests/does-not-exist@v0.0.1" in str(err.value)
     assert "failed at" in str(err.value)
+    assert "--pin bogus=VERSION" in str(err.value)
+    assert not (tmp_path / ".bogus.stamp").exists()
 
 
+@pytest.mark.cluster  # asks the real module proxy
 def test_staging_replaces_are_derived_from_the_served_go_mod() -> None:
-    tb = _module()
-    replaces = dict(tb.local_replaces(tb.TOOLS["kube"], dict(os.environ), ROOT))
+    tb = support_testbin.load_script()
+    replaces = dict(tb.derive_replaces(tb.TOOLS["kube"], tb.served_gomod(tb.TOOLS["kube"])))
     assert replaces["k8s.io/api"] == "v0.37.2" and replaces["k8s.io/apiserver"] == "v0.37.2"
-    assert len(replaces) >= 30
+    assert "k8s.io/sample-controller" not in replaces  # not required by the module: never fetched
+    assert len(replaces) >= 25
+
+
+@pytest.mark.cluster  # asks the real module proxy
+def test_the_real_pins_are_all_served_today() -> None:
+    proc = run("--check")
+    assert proc.returncode == 0, proc.stderr
+    assert "the proxy serves all" in proc.stderr

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support.browser import launch
 from tests.support.stack import Stack, start_stack
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "e2e"
-CHROMIUM = os.environ.get("PREVIEW_BROKER_CHROMIUM", "/usr/bin/chromium")
 _stack: list[Stack] = []
 
 
@@ -29,20 +27,10 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
 
 @pytest.fixture(scope="session")
 def browser(stack: Stack):
-    if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium not found at {CHROMIUM}: apt-get install chromium (make test does it as root)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                f"--host-resolver-rules={stack.host_resolver_rules()}",
-            ],
-        )
+        b = launch(p, f"--host-resolver-rules={stack.host_resolver_rules()}")
         yield b
         b.close()
 

@@ -39,7 +39,8 @@ def start_dex(workdir: Path, redirect_uris: list[str], extra_clients: list[dict]
         "oauth2": {"skipApprovalScreen": True, "responseTypes": ["code"]},
         "enablePasswordDB": True,
         "staticPasswords": [
-            {"email": DEX_USER_EMAIL, "hash": DEX_USER_HASH, "username": "admin", "userID": "08a8684b-db88-4b73-90a9-3cd1661f5466"}
+            {"email": DEX_USER_EMAIL, "hash": DEX_USER_HASH, "username": "admin", "preferredUsername": "admin",
+             "userID": "08a8684b-db88-4b73-90a9-3cd1661f5466"}
         ],
         "staticClients": [
             {"id": DEX_CLIENT_ID, "secret": DEX_CLIENT_SECRET, "name": "preview-broker", "redirectURIs": redirect_uris},

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
 import subprocess
 import sys
+from types import ModuleType
 from functools import cache
 from pathlib import Path
 
@@ -33,3 +36,14 @@ def binary(name: str, tool: str | None = None) -> Path:
     if not path.exists():
         raise MissingBinary(f"{path} is missing after scripts/testbin {tool or name}; delete its cache and rerun")
     return path
+
+
+def load_script() -> ModuleType:
+    """scripts/testbin as a module, for tests of its functions (it has no .py suffix)."""
+    loader = importlib.machinery.SourceFileLoader("testbin_script", str(ROOT / "scripts" / "testbin"))
+    spec = importlib.util.spec_from_loader("testbin_script", loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["testbin_script"] = module  # dataclasses look their module up there
+    loader.exec_module(module)
+    return module
