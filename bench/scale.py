@@ -10,7 +10,7 @@
 4. Starts `preview-broker broker` (kubernetes source) and times it to /readyz.
 5. Measures propagation over --changes new namespaces, one at a time: create -> the
    broker accepts the host, then delete -> the broker refuses it (asked through
-   /oauth2/relay every 2 ms, as a browser would ask); prints p50/p99.
+   /oauth2/start every 2 ms, as a browser would ask); prints p50/p99.
 6. Prints both processes' resident memory (VmRSS).
 With --report, writes its section of docs/benchmarks.md and the distribution plot.
 """
@@ -146,7 +146,7 @@ def main() -> int:
             "PREVIEW_BROKER_LOG_LEVEL": "WARNING"})
         t0 = time.monotonic()
         broker = Proc("broker", [sys.executable, "-m", "broker.cli", "broker", "--host", "127.0.0.1", "--port",
-                                 str(bport)], work / "broker.log", env=benv).start()
+                                 str(bport), "--metrics-port", "0"], work / "broker.log", env=benv).start()
         procs.append(broker)
         wait_until(http_ok(f"http://127.0.0.1:{bport}/readyz"), "broker ready", 600, broker)
         results.append(("broker start to ready (first list)", f"{time.monotonic() - t0:.1f} s"))
@@ -156,9 +156,8 @@ def main() -> int:
         poll = httpx.Client(base_url=f"http://127.0.0.1:{bport}")
 
         def accepted(host: str) -> bool:
-            r = poll.get("/oauth2/relay", params={
-                "return_to": f"https://{host}/cb", "client_id": "c", "response_type": "code"})
-            return r.status_code == 302
+            r = poll.get("/oauth2/start", params={"rd": f"https://{host}/cb"})
+            return r.status_code == 302  # on to the preview host to begin a login: the host is live
 
         def timed(until, what: str) -> float:
             t0 = time.monotonic()

@@ -46,12 +46,14 @@ def _parser() -> argparse.ArgumentParser:
     b = sub.add_parser(
         "broker",
         help="serve the login broker (ASGI, uvicorn)",
-        description="Serve /oauth2/* (relay and forward-auth logins), /healthz, /readyz and /metrics.",
+        description="Serve /oauth2/* (relay and forward-auth logins), /healthz and /readyz; /metrics on its own port.",
         epilog=EPILOG_BROKER.format(settings=describe(BrokerSettings)),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     b.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
     b.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
+    b.add_argument("--metrics-port", type=int, default=9090,
+                   help="port for /metrics (and the probes), kept off the public port (default 9090; 0: off)")
     b.add_argument("--config", type=Path, help="YAML file with settings (environment variables win)")
     c = sub.add_parser(
         "controller",
@@ -83,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "broker":
         from broker.serve import serve
 
-        return serve(settings, host=args.host, port=args.port)
+        return serve(settings, host=args.host, port=args.port, metrics_port=args.metrics_port)
     from controller.main import run
 
     return run(settings, metrics_port=args.metrics_port)

@@ -1,8 +1,12 @@
-"""Run the broker under uvicorn (uvloop and httptools when installed)."""
+"""Run the broker under uvicorn (uvloop and httptools when installed): the public app, and
+/metrics on a port of its own, in one event loop."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
+from collections.abc import Iterator
 
 import uvicorn
 
@@ -11,10 +15,16 @@ from broker.app import create_app
 from broker.settings import BrokerSettings
 
 
-def serve(settings: BrokerSettings, *, host: str, port: int) -> int:
-    logs.setup(settings.log_level)
-    app = create_app(settings)
-    config = uvicorn.Config(
+class _Sidecar(uvicorn.Server):
+    """The metrics server: it leaves signals to the main server and stops with it."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _config(app, host: str, port: int) -> uvicorn.Config:  # type: ignore[no-untyped-def]
+    return uvicorn.Config(
         app,
         host=host,
         port=port,
@@ -25,11 +35,37 @@ def serve(settings: BrokerSettings, *, host: str, port: int) -> int:
         date_header=False,  # one header less to format and validate on every forward-auth answer
         lifespan="on",
     )
+
+
+async def _serve(main: uvicorn.Server, metrics: uvicorn.Server | None) -> None:
+    if metrics is None:
+        await main.serve()
+        return
+    sidecar = asyncio.create_task(metrics.serve())
+    try:
+        await main.serve()
+    finally:
+        metrics.should_exit = True
+        await sidecar
+
+
+def serve(settings: BrokerSettings, *, host: str, port: int, metrics_port: int = 0) -> int:
+    logs.setup(settings.log_level)
+    app = create_app(settings)
+    config = _config(app, host, port)
     config.load()
+    main = uvicorn.Server(config)
+    metrics = None
+    if metrics_port:
+        metrics_config = _config(app.metrics_app(), host, metrics_port)
+        metrics_config.lifespan = "off"
+        metrics_config.load()
+        metrics = _Sidecar(metrics_config)
     # Everything imported so far (Starlette, pydantic, kubernetes-asyncio, ...) lives for the
     # whole process; freezing it keeps the garbage collector from rescanning it on every
     # collection, which otherwise showed up as latency spikes on the forward-auth path.
     gc.collect()
     gc.freeze()
-    uvicorn.Server(config).run()
+    with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:  # uvloop when installed
+        runner.run(_serve(main, metrics))
     return 0

@@ -1,13 +1,13 @@
 """Gate-mode sessions and the one-time tickets that deliver them.
 
 A session cookie is set by the preview host's own response (host-only: no Domain
-attribute, `__Host-` prefix over https), and its signed payload names that
-host.  A cookie copied from pr-1 into a request for pr-2 therefore fails twice:
-the browser would not send it, and the broker refuses its host claim.
+attribute, `__Host-` prefix over https), and its signed payload names that host.  A
+cookie copied from pr-1 into a request for pr-2 therefore fails twice: the browser would
+not send it, and the broker refuses its host claim.
 
-The cookie cannot be set by the broker's callback (a different host), so the
-callback mints a ticket: a signed, host-bound token valid for seconds and
-redeemed once, on the preview host, in exchange for the cookie.
+The cookie cannot be set by the broker's callback (a different host), so the callback
+mints a ticket: a signed, host-bound token valid for seconds, redeemed on the preview host
+in exchange for the cookie, and only in the browser whose login cookie it names.
 """
 
 from __future__ import annotations
@@ -18,26 +18,13 @@ from typing import Any
 
 from broker.hosts import is_under
 from broker.identity import Identity
+from broker.loginstate import login_hash, same, valid_value
 from broker.replay import ReplayGuard
-from broker.tokens import Serializers, TokenError, dump, load, load_with_timestamp
+from broker.tokens import Serializers, SessionSignature, TokenError, dump, load, load_with_timestamp
 
 TICKET_PATH = "/oauth2/ticket"
 MAX_COOKIE_BYTES = 3800
 VERIFIED_CACHE_SIZE = 50_000
-
-
-@dataclass(frozen=True, slots=True)
-class CookieNames:
-    session: str
-    bind: str
-
-    @classmethod
-    def for_scheme(cls, secure: bool, parent_domain: bool) -> CookieNames:
-        # __Host- makes the browser itself refuse a Domain attribute or a
-        # non-Secure cookie of that name: host-only is enforced client-side too.
-        if not secure:
-            return cls("pb_session", "pb_bind")
-        return cls("__Secure-pb_session" if parent_domain else "__Host-pb_session", "__Host-pb_bind")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +44,7 @@ def _identity_from(payload: dict[str, Any]) -> Identity:
         user=str(payload.get("u", "")),
         email=str(payload.get("e", "")),
         email_verified=payload.get("v") is True,
-        groups=tuple(str(g) for g in groups),
+        groups=tuple(str(g) for g in groups) if isinstance(groups, list) else (),
     )
 
 
@@ -78,9 +65,9 @@ class SessionCodec:
         self.ticket_ttl = ticket_ttl
         self.cookie_domain = cookie_domain
         self._relevant = relevant_groups
-        # token -> (payload, signed_at). Verifying an HMAC and decoding base64/JSON on every
-        # forward-auth request is the hot path's main cost; a token that verified once verifies
-        # forever under the same keys, so only its age (and host) is checked again.
+        self._signature = SessionSignature(serializers.session, session_ttl, serializers.clock)
+        # token -> (identity, host scope, signed_at). A token that verified once verifies forever
+        # under the same keys, so only its age is checked again: the hot path is a dict lookup.
         self._verified: dict[str, tuple[Identity, str, int]] = {}
 
     # --- sessions -------------------------------------------------------
@@ -95,49 +82,56 @@ class SessionCodec:
 
     def verify(self, token: str | None, host: str) -> Identity | None:
         """The identity in a session cookie valid for `host`, else None."""
-        verified = self._verify(token)
-        if verified is None:
-            return None
-        identity, scope = verified
-        if scope == host:
-            return identity
-        if self.cookie_domain and scope == self.cookie_domain and is_under(host, (self.cookie_domain,)):
-            return identity
-        return None
+        identity, _ = self.check(token, host)
+        return identity
 
-    def _verify(self, token: str | None) -> tuple[Identity, str] | None:
-        """(identity, host scope) of a valid session token, else None."""
+    def check(self, token: str | None, host: str) -> tuple[Identity | None, str]:
+        """(identity, "ok") for a session cookie valid for `host`, else (None, why not)."""
         if not token:
-            return None
+            return None, "missing"
         now = int(self._s.clock())
         cached = self._verified.get(token)
-        if cached is not None:
-            identity, scope, signed_at = cached
-            age = now - signed_at
-            # The same rule itsdangerous applies: older than max_age or from the future is expired.
-            return (identity, scope) if 0 <= age <= self.session_ttl else None
-        try:
-            payload, signed_at = load_with_timestamp(self._s.session, token, self.session_ttl)
-        except TokenError:
-            return None
-        if len(self._verified) >= VERIFIED_CACHE_SIZE:
-            self._verified.clear()  # simple and bounded; it refills at one HMAC per session
-        identity, scope = _identity_from(payload), str(payload.get("h", ""))
-        self._verified[token] = (identity, scope, signed_at)
-        return identity, scope
+        if cached is None:
+            reason = self._signature.check(token)
+            if reason is not None:
+                return None, reason
+            try:
+                payload, signed_at = load_with_timestamp(self._s.session, token, self.session_ttl)
+            except TokenError as exc:
+                return None, exc.reason
+            if len(self._verified) >= VERIFIED_CACHE_SIZE:
+                self._verified.clear()  # simple and bounded; it refills at one HMAC per session
+            cached = self._verified[token] = (_identity_from(payload), str(payload.get("h", "")), signed_at)
+        identity, scope, signed_at = cached
+        # The rule itsdangerous applies: older than max_age, or from the future, is expired.
+        if not 0 <= now - signed_at <= self.session_ttl:
+            return None, "expired"
+        if scope == host:
+            return identity, "ok"
+        if self.cookie_domain and scope == self.cookie_domain and is_under(host, (self.cookie_domain,)):
+            return identity, "ok"
+        return None, "other_host"
 
     # --- tickets ----------------------------------------------------------
-    def mint_ticket(self, host: str, target: str, identity: Identity) -> str:
+    def mint_ticket(self, host: str, target: str, identity: Identity, login: str) -> str:
+        """A ticket for `host`, redeemable only where the login cookie hashes to `login`."""
         return dump(
             self._s.ticket,
-            {"h": host, "t": target, "j": secrets.token_urlsafe(16), **_identity_payload(identity)},
+            {"h": host, "t": target, "j": secrets.token_urlsafe(16), "p": login, **_identity_payload(identity)},
         )
 
-    def redeem_ticket(self, token: str | None, host: str, now: float) -> Ticket:
-        """Verify a ticket for `host` and burn it; raises TokenError with a reason."""
+    def redeem_ticket(self, token: str | None, host: str, login_cookie: str | None, now: float) -> Ticket:
+        """Verify a ticket for `host` in the browser holding `login_cookie`, and burn it.
+
+        Raises TokenError with a reason.  Only a ticket that passed every check is recorded,
+        so no one but a signed-in user, in their own browser, adds to the replay memory.
+        """
         payload = load(self._s.ticket, token, self.ticket_ttl)
         if payload.get("h") != host:
             raise TokenError("ticket_wrong_host")
+        bound = str(payload.get("p", ""))
+        if not valid_value(login_cookie) or not same(login_hash(login_cookie or ""), bound):
+            raise TokenError("ticket_browser_mismatch")
         jti = payload.get("j")
         if not isinstance(jti, str) or not self._guard.first_use("t:" + jti, now + self.ticket_ttl + 1):
             raise TokenError("ticket_replayed")

@@ -51,7 +51,9 @@ class BrokerSettings(BaseModel):
         default=[], description="Extra ports allowed in redirect targets besides 443 (and 80 with ALLOW_HTTP)."
     )
     allow_http: bool = Field(
-        default=False, description="Local development only: accept http:// URLs and non-Secure cookies."
+        default=False,
+        description="WEAKENS SECURITY, local development only: accept http:// URLs and set non-Secure cookies. "
+        "Without it a preview request over plain http never gets a session cookie.",
     )
     allowed_email_domains: CommaList = Field(
         default=[], description="Gate mode: email domains allowed in (* = any verified email)."
@@ -62,7 +64,22 @@ class BrokerSettings(BaseModel):
         default=[], description="Gate mode (GitHub): user must be in one of these teams (org/team-slug)."
     )
     relay_client_ids: CommaList = Field(
-        default=[], description="Client ids allowed to use relay mode (default: CLIENT_ID)."
+        default=[],
+        description="Relay mode is off until this names the preview apps' own OAuth client ids. Every preview "
+        "of such a client can receive login codes for it (see docs/security.md). CLIENT_ID, the broker's own "
+        "gate client, is never relayable.",
+    )
+    forward_auth_proxy: Literal["traefik", "nginx"] = Field(
+        default="traefik",
+        description="The proxy in front of forward auth, whose headers alone name the preview request: traefik "
+        "(X-Forwarded-Proto/-Host/-Uri/-Method, which Traefik's ForwardAuth overwrites) or nginx (X-Original-URL "
+        "and X-Original-Method, which ingress-nginx's auth-url sets). Headers of the other kind are ignored: a "
+        "client may send them.",
+    )
+    oidc_username_claim: str = Field(
+        default="preferred_username",
+        description="ID-token claim the identity provider asserts as the user name (X-Auth-Request-User). "
+        "Empty: the verified email, else sub. Never a display name.",
     )
     state_ttl: int = Field(default=600, ge=30, le=3600, description="Seconds a login may take at the IdP.")
     ticket_ttl: int = Field(default=60, ge=5, le=600, description="Seconds a post-login ticket is valid.")
@@ -142,6 +159,9 @@ class BrokerSettings(BaseModel):
                 "no authorization rule set; set ALLOWED_EMAIL_DOMAINS (or '*' to admit every verified user), "
                 "ALLOWED_GROUPS, GITHUB_ORGS or GITHUB_TEAMS",
             )
+        if self.client_id in self.relay_client_ids:
+            fail("relay_client_ids", f"names CLIENT_ID ({self.client_id}): the gate client is never relayable; "
+                 "list only the preview apps' own client ids")
         if any("/" not in t for t in self.github_teams):
             fail("github_teams", "entries must look like org/team-slug")
         if self.cookie_domain:
@@ -162,7 +182,7 @@ class BrokerSettings(BaseModel):
 
     @property
     def relay_clients(self) -> frozenset[str]:
-        return frozenset(self.relay_client_ids or [self.client_id])
+        return frozenset(self.relay_client_ids)
 
     @property
     def secure_cookies(self) -> bool:

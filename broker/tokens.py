@@ -1,23 +1,22 @@
-"""Signed, expiring tokens: the OAuth state envelope, login tickets and sessions.
+"""Signed, expiring tokens: the OAuth state envelope, login tickets, relay confirmations, sessions.
 
-Each kind has its own salt, so a token minted for one purpose never verifies as
-another (a session cookie pasted into `state` is just a bad signature).  Keys
-rotate: `SECRET_KEYS` is a list, newest last; itsdangerous signs with the last
-and verifies with every one.
+itsdangerous' URL-safe timed serializers as shipped, one per purpose, each with its own salt,
+so a token minted for one purpose never verifies as another (a session cookie pasted into
+`state` is just a bad signature).  Keys rotate: `SECRET_KEYS` is a list, newest last;
+itsdangerous signs with the last and verifies with every one.  The only change is where
+"now" comes from: an injectable clock, so expiry tests freeze time instead of sleeping.
+
+Forward auth, the one hot path, refuses bad session cookies with `SessionSignature` below.
 """
 
 from __future__ import annotations
 
-import binascii
-import hashlib
 import hmac
-import json
-import struct
 from dataclasses import dataclass
 from typing import Any
 
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
-from itsdangerous.encoding import want_bytes
+from itsdangerous.encoding import base64_decode, bytes_to_int
 from itsdangerous.signer import HMACAlgorithm
 
 from broker.clock import Clock
@@ -25,11 +24,12 @@ from broker.clock import Clock
 STATE_SALT = "preview-broker.io/state"
 TICKET_SALT = "preview-broker.io/ticket"
 SESSION_SALT = "preview-broker.io/session"
+CONFIRM_SALT = "preview-broker.io/relay-confirm"
 MAX_TOKEN_LENGTH = 8192
 
 
 class TokenError(Exception):
-    """A token did not verify; `reason` is logged, never shown verbatim."""
+    """A token did not verify; `reason` is logged and counted, never shown verbatim."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -40,96 +40,21 @@ class TokenError(Exception):
 class Serializers:
     state: URLSafeTimedSerializer
     ticket: URLSafeTimedSerializer
+    confirm: URLSafeTimedSerializer
     session: URLSafeTimedSerializer
     clock: Clock
 
 
-_URLSAFE = bytes.maketrans(b"+/", b"-_")
-_PACK_TIMESTAMP = struct.Struct(">Q").pack  # itsdangerous' int_to_bytes, before stripping leading zeros
-
-
-def b64url(data: bytes) -> bytes:
-    """Unpadded base64url, as itsdangerous writes it (without two Python-level wrapper calls)."""
-    return binascii.b2a_base64(data, newline=False).rstrip(b"=").translate(_URLSAFE)
-
-
-# The same compact JSON itsdangerous writes (separators without spaces, ASCII only), from one
-# encoder built once instead of one per json.dumps call.
-_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
-
-
-class _Uncompressed(URLSafeTimedSerializer):
-    """itsdangerous' URL-safe timed tokens, byte for byte, made cheaper to produce.
-
-    No zlib attempt (our payloads are small, and compressing every token cost more than
-    signing it; compressed tokens, with a leading '.', still load), and one signer per salt
-    instead of a new one per token: a signer holds only its keys and salt, and building it
-    was a third of a login redirect's cost.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._signers: dict[bytes | str | None, Any] = {}
-
-    def dump_payload(self, obj: Any) -> bytes:
-        return b64url(_COMPACT_JSON.encode(obj).encode())
-
-    def make_signer(self, salt: str | bytes | None = None) -> Any:
-        signer = self._signers.get(salt)
-        if signer is None:
-            signer = self._signers[salt] = super().make_signer(salt)
-        return signer
-
-
 def make_serializers(secret_keys: list[str], clock: Clock) -> Serializers:
-    derived: dict[tuple[bytes, bytes | None, str, Any], bytes] = {}
-
-    class _Signer(TimestampSigner):
-        # itsdangerous' default is the same SHA-1 behind a Python wrapper (kept lazy for FIPS
-        # builds), which sends every HMAC through the pure-Python hmac path; OpenSSL's own is
-        # several times cheaper and gives identical signatures.
-        default_digest_method = staticmethod(hashlib.sha1)
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self._sep = want_bytes(self.sep)
-            # Keyed once with the newest key; each signature copies it instead of keying a new HMAC.
-            # Only for the HMAC the verifier uses: any other algorithm signs the generic way.
-            algorithm = self.algorithm
-            same_hmac = isinstance(algorithm, HMACAlgorithm) and algorithm.digest_method is self.digest_method
-            self._signing_mac = hmac.new(self.derive_key(), digestmod=self.digest_method) if same_hmac else None
-
-        def sign(self, value: str | bytes) -> bytes:
-            # TimestampSigner.sign, byte for byte (tested against a vanilla serializer): the
-            # payload, its signing time, and the HMAC of both.  Inlined because itsdangerous'
-            # generic path (a new HMAC per token, base64 behind two wrappers) cost more than
-            # everything else in a login redirect's token.
-            if self._signing_mac is None:
-                return super().sign(value)
-            value = want_bytes(value) + self._sep + b64url(_PACK_TIMESTAMP(self.get_timestamp()).lstrip(b"\0"))
-            mac = self._signing_mac.copy()
-            mac.update(value)
-            return value + self._sep + b64url(mac.digest())
-
-        # itsdangerous asks the signer for "now" both when signing and when
-        # checking max_age; routing it through our clock makes expiry testable.
+    class ClockSigner(TimestampSigner):
+        # itsdangerous asks the signer for "now" when signing and when checking max_age.
         def get_timestamp(self) -> int:
             return int(clock())
 
-        # itsdangerous re-derives the key (an HMAC) for every signature and every key tried
-        # when verifying; the derived key depends only on (key, salt, derivation, digest), so remember it.
-        def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
-            key = self.secret_keys[-1] if secret_key is None else secret_key
-            key = key.encode() if isinstance(key, str) else key
-            cache_key = (key, self.salt, self.key_derivation, self.digest_method)
-            if cache_key not in derived:
-                derived[cache_key] = super().derive_key(key)
-            return derived[cache_key]
-
     def build(salt: str) -> URLSafeTimedSerializer:
-        return _Uncompressed(secret_keys, salt=salt, signer=_Signer)
+        return URLSafeTimedSerializer(secret_keys, salt=salt, signer=ClockSigner)
 
-    return Serializers(build(STATE_SALT), build(TICKET_SALT), build(SESSION_SALT), clock)
+    return Serializers(build(STATE_SALT), build(TICKET_SALT), build(CONFIRM_SALT), build(SESSION_SALT), clock)
 
 
 def dump(serializer: URLSafeTimedSerializer, payload: dict[str, Any]) -> str:
@@ -154,8 +79,61 @@ def load_with_timestamp(
         raise TokenError("expired") from None
     except BadSignature:
         raise TokenError("bad_signature") from None
-    except Exception:  # malformed base64/JSON inside a validly-shaped token
+    except Exception:  # malformed base64/JSON inside a validly-signed token
         raise TokenError("malformed") from None
     if not isinstance(payload, dict):
         raise TokenError("malformed")
     return payload, int(signed_at.timestamp())
+
+
+class SessionSignature:
+    """The first question itsdangerous asks of a session cookie, answered at forward-auth speed.
+
+    Anyone on the internet can send a preview host a made-up session cookie, and the broker
+    answers each one.  Refusing it must cost about what accepting a real one does (a cache
+    hit), not a full library round (key derivation, exception objects, datetime).  So the
+    signature and the age are checked here, with HMACs keyed once per key, using
+    itsdangerous' own key derivation and decoding; only a token that passes both goes on to
+    the library's `loads` (once: the caller caches it).  Tested to agree with
+    `serializer.loads` on valid, forged, truncated, expired, future and other-key tokens.
+    """
+
+    def __init__(self, serializer: URLSafeTimedSerializer, max_age: int, clock: Clock) -> None:
+        signer = serializer.make_signer(serializer.salt)
+        if not isinstance(signer.algorithm, HMACAlgorithm):
+            raise TypeError("SessionSignature needs an HMAC signer")
+        self._macs = [hmac.new(signer.derive_key(key), digestmod=signer.algorithm.digest_method)
+                      for key in reversed(serializer.secret_keys)]  # newest first: the usual match
+        self._sep = signer.sep.encode() if isinstance(signer.sep, str) else signer.sep
+        self._max_age = max_age
+        self._clock = clock
+
+    def check(self, token: str) -> str | None:
+        """None when the token's signature verifies and it is not expired, else the refusal reason."""
+        if len(token) > MAX_TOKEN_LENGTH or not token.isascii():
+            return "malformed"
+        raw = token.encode("ascii")
+        value, sep, sig = raw.rpartition(self._sep)
+        if not sep:
+            return "malformed"
+        try:
+            digest = base64_decode(sig)
+        except Exception:
+            return "bad_signature"
+        for keyed in self._macs:
+            mac = keyed.copy()
+            mac.update(value)
+            if hmac.compare_digest(mac.digest(), digest):
+                break
+        else:
+            return "bad_signature"
+        _, sep, ts = value.rpartition(self._sep)
+        if not sep:
+            return "malformed"
+        try:
+            age = int(self._clock()) - bytes_to_int(base64_decode(ts))
+        except Exception:
+            return "malformed"
+        if age > self._max_age or age < 0:
+            return "expired"
+        return None

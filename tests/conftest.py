@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 
 from tests.support.controlplane import ControlPlane, cleanup, install_crds, start_control_plane
-from tests.support.dex import Dex, start_dex
+from tests.support.dex import Dex, app_client, start_dex
 from tests.support.procs import Proc, free_port, http_ok, wait_until
 
 BROKER_PORT = free_port()
+BROKER_METRICS_PORT = free_port()
 PUBLIC = f"http://auth.localhost:{BROKER_PORT}"
 _live: list[object] = []
 
@@ -37,7 +38,8 @@ def control_plane(tmp_path_factory) -> Iterator[ControlPlane]:
 
 @pytest.fixture(scope="session")
 def dex(tmp_path_factory) -> Iterator[Dex]:
-    d = start_dex(tmp_path_factory.mktemp("dex"), [f"{PUBLIC}/oauth2/callback"])
+    callback = f"{PUBLIC}/oauth2/callback"
+    d = start_dex(tmp_path_factory.mktemp("dex"), [callback], extra_clients=[app_client([callback])])
     _live.append(d.proc)
     try:
         yield d
@@ -47,7 +49,7 @@ def dex(tmp_path_factory) -> Iterator[Dex]:
 
 
 def broker_env(**overrides: str) -> dict[str, str]:
-    from tests.support.dex import DEX_CLIENT_ID, DEX_CLIENT_SECRET
+    from tests.support.dex import APP_CLIENT_ID, DEX_CLIENT_ID, DEX_CLIENT_SECRET
 
     env = {
         "PREVIEW_BROKER_PUBLIC_URL": PUBLIC,
@@ -60,6 +62,7 @@ def broker_env(**overrides: str) -> dict[str, str]:
         "PREVIEW_BROKER_CLIENT_SECRET": DEX_CLIENT_SECRET,
         "PREVIEW_BROKER_SECRET_KEYS": "integration-test-key-" + "x" * 32,
         "PREVIEW_BROKER_ALLOWED_EMAIL_DOMAINS": "example.com",
+        "PREVIEW_BROKER_RELAY_CLIENT_IDS": APP_CLIENT_ID,
     }
     env.update(overrides)
     return env
@@ -72,7 +75,8 @@ def broker_proc(dex: Dex, tmp_path_factory) -> Iterator[Proc]:
     env.update(broker_env(PREVIEW_BROKER_OIDC_ISSUER=dex.issuer))
     proc = Proc(
         "broker",
-        [sys.executable, "-m", "broker.cli", "broker", "--host", "127.0.0.1", "--port", str(BROKER_PORT)],
+        [sys.executable, "-m", "broker.cli", "broker", "--host", "127.0.0.1", "--port", str(BROKER_PORT),
+         "--metrics-port", str(BROKER_METRICS_PORT)],
         Path(tmp_path_factory.mktemp("broker")) / "broker.log",
         env=env,
     )

@@ -1,4 +1,9 @@
-"""GitHub (and GitHub Enterprise) OAuth Apps: user, verified primary email, orgs and teams."""
+"""GitHub (and GitHub Enterprise) OAuth Apps: user, verified primary email, orgs and teams.
+
+GitHub's answers are checked for shape at this boundary: a field of the wrong type is the
+IdP's error (502), never a crash.  Org and team lists follow the `Link: rel="next"` pages
+(100 entries each), up to MAX_PAGES.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,12 @@ from broker.errors import IdPError
 from broker.identity import Identity
 from broker.providers.base import idp_call, json_body, token_response
 from broker.settings import BrokerSettings
+
+MAX_PAGES = 20  # 2,000 orgs or teams: more than any one person belongs to
+
+
+def _bad(what: str) -> IdPError:
+    return IdPError("idp_bad_response", f"GitHub sent a malformed answer ({what}).")
 
 
 class GitHubProvider:
@@ -44,24 +55,26 @@ class GitHubProvider:
                 self.web + "/login/oauth/access_token", data=form, headers={"Accept": "application/json"}
             )
         token = token_response(resp)["access_token"]
+        if not isinstance(token, str):
+            raise _bad("access_token")
         user = await self._get(token, "/user")
-        emails = await self._get(token, "/user/emails")
-        primary = next(
-            (e for e in emails if isinstance(e, dict) and e.get("primary") and e.get("verified")),
-            None,
-        ) if isinstance(emails, list) else None
+        if not isinstance(user, dict) or not isinstance(user.get("login"), str) or not user["login"]:
+            raise _bad("/user has no login")
+        emails = await self._list(token, "/user/emails")
+        primary = next((e for e in emails if isinstance(e, dict) and e.get("primary") is True
+                        and e.get("verified") is True and isinstance(e.get("email"), str)), None)
         groups: list[str] = []
         if self._needs_membership:
-            orgs = await self._get(token, "/user/orgs")
-            teams = await self._get(token, "/user/teams")
-            groups += [o["login"] for o in orgs if isinstance(o, dict) and "login" in o]
-            groups += [
-                f"{t['organization']['login']}/{t['slug']}"
-                for t in teams
-                if isinstance(t, dict) and "slug" in t and isinstance(t.get("organization"), dict)
-            ]
-        if not isinstance(user, dict) or not isinstance(user.get("login"), str):
-            raise IdPError("idp_bad_response", "GitHub sent no user login.")
+            for org in await self._list(token, "/user/orgs"):
+                if not isinstance(org, dict) or not isinstance(org.get("login"), str):
+                    raise _bad("/user/orgs entry without a login")
+                groups.append(org["login"])
+            for team in await self._list(token, "/user/teams"):
+                org = team.get("organization") if isinstance(team, dict) else None
+                if not isinstance(team, dict) or not isinstance(team.get("slug"), str) or not isinstance(org, dict) \
+                        or not isinstance(org.get("login"), str):
+                    raise _bad("/user/teams entry without a slug or organization.login")
+                groups.append(f"{org['login']}/{team['slug']}")
         return Identity(
             user=user["login"],
             email=primary["email"] if primary else "",
@@ -69,14 +82,38 @@ class GitHubProvider:
             groups=tuple(groups),
         )
 
-    async def _get(self, token: str, path: str) -> Any:
-        headers = {
+    def _headers(self, token: str) -> dict[str, str]:
+        return {
             "Authorization": f"Bearer {token}",
             "Accept": "application/vnd.github+json",
             "X-GitHub-Api-Version": "2022-11-28",
         }
+
+    async def _get(self, token: str, path: str) -> Any:
         async with idp_call(f"GitHub {path}"):
-            resp = await self._http.get(self.api + path, headers=headers, params={"per_page": "100"} if path != "/user" else None)
+            resp = await self._http.get(self.api + path, headers=self._headers(token))
         if resp.status_code != 200:
             raise IdPError("idp_error", f"GitHub answered {resp.status_code} for {path}.")
         return json_body(resp, f"GitHub {path}")
+
+    async def _list(self, token: str, path: str) -> list[Any]:
+        """Every entry of a paginated GitHub list, following its Link headers."""
+        url: str | None = self.api + path
+        params: dict[str, str] | None = {"per_page": "100"}
+        out: list[Any] = []
+        for _ in range(MAX_PAGES):
+            if url is None:
+                return out
+            async with idp_call(f"GitHub {path}"):
+                resp = await self._http.get(url, headers=self._headers(token), params=params)
+            if resp.status_code != 200:
+                raise IdPError("idp_error", f"GitHub answered {resp.status_code} for {path}.")
+            page = json_body(resp, f"GitHub {path}")
+            if not isinstance(page, list):
+                raise _bad(f"{path} is not a list")
+            out += page
+            nxt = resp.links.get("next", {}).get("url")
+            # Only GitHub's own API may be asked: a Link elsewhere would receive the user's token.
+            url = nxt if nxt and nxt.startswith(self.api + "/") else None
+            params = None  # the next link carries its own query
+        raise _bad(f"{path} has more than {MAX_PAGES} pages")

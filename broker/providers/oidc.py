@@ -92,7 +92,7 @@ class OIDCProvider:
             extra = json_body(info, "userinfo") if info.status_code == 200 else {}
             if isinstance(extra, dict) and extra.get("sub") == claims.get("sub"):
                 claims = {**extra, **claims, groups_claim: extra.get(groups_claim, [])}
-        return _identity(claims, groups_claim)
+        return identity_from_claims(claims, groups_claim, self._settings.oidc_username_claim)
 
     async def _verify_id_token(self, id_token: str, nonce: str) -> dict[str, Any]:
         algorithms = ASYMMETRIC
@@ -118,18 +118,31 @@ class OIDCProvider:
             registry.validate(token.claims)
         except JoseError as exc:
             raise LoginRefused("id_token_claims", f"The ID token was refused ({type(exc).__name__}).") from None
+        # OIDC Core 3.1.3.7: a token for several audiences names its authorized party, and that
+        # party must be us; otherwise another client's token could be replayed here.
+        aud, azp = token.claims.get("aud"), token.claims.get("azp")
+        if (isinstance(aud, list) and len(aud) > 1 and azp is None) or (
+                azp is not None and azp != self._settings.client_id):
+            raise LoginRefused("id_token_azp", "The ID token was issued to another client (azp).")
         return token.claims
 
 
-def _identity(claims: dict[str, Any], groups_claim: str) -> Identity:
+def identity_from_claims(claims: dict[str, Any], groups_claim: str, username_claim: str) -> Identity:
+    """Who logged in, from verified claims.  The user name comes only from the claim the operator
+    names as the provider's user name, else the email, else `sub`: never from a display name
+    (`name`), which users edit freely and which would let one person pose as another."""
     groups = claims.get(groups_claim) or []
     if isinstance(groups, str):
         groups = [groups]
+    if not isinstance(groups, list):
+        groups = []
     email = claims.get("email") if isinstance(claims.get("email"), str) else ""
-    user = claims.get("preferred_username") or claims.get("name") or email or claims["sub"]
+    verified = claims.get("email_verified") is True
+    asserted = claims.get(username_claim) if username_claim else None
+    user = asserted if isinstance(asserted, str) and asserted else (email if verified else "") or str(claims["sub"])
     return Identity(
         user=str(user),
         email=email or "",
-        email_verified=claims.get("email_verified") is True,
+        email_verified=verified,
         groups=tuple(str(g) for g in groups if isinstance(g, str | int))[:200],
     )

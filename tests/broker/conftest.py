@@ -64,3 +64,11 @@ def client(settings: BrokerSettings, allowlist: MutableAllowlist, clock: FrozenC
     app = create_app(settings, allowlist=allowlist, clock=clock)
     with TestClient(app, base_url=PUBLIC, follow_redirects=False) as c:
         yield c
+
+
+@pytest.fixture
+def nginx_client(allowlist: MutableAllowlist, clock: FrozenClock, idp: FakeIdP) -> Iterator[TestClient]:
+    """A broker behind nginx-style auth-url (FORWARD_AUTH_PROXY=nginx)."""
+    app = create_app(make_settings(forward_auth_proxy="nginx"), allowlist=allowlist, clock=clock)
+    with TestClient(app, base_url=PUBLIC, follow_redirects=False) as c:
+        yield c

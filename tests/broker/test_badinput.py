@@ -79,7 +79,7 @@ def test_tampered_session_cookie_is_401(client: TestClient) -> None:
 
 
 def test_identity_headers_cannot_smuggle_lines() -> None:
-    from broker.app import _identity_headers
+    from broker.forward_auth import identity_headers as _identity_headers
     from broker.identity import Identity
 
     headers = _identity_headers(Identity("ada\r\nX-Admin: 1", "a@b.c\n", True, ("g\r",)))

@@ -8,10 +8,20 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from broker.app import derive, s256
+from broker.loginstate import derive, s256
 from tests.broker.conftest import PR1, PR2, PUBLIC
 from tests.broker.fakeidp import CLIENT_ID, CLIENT_SECRET, FakeIdP, basic_auth_of, form_of
-from tests.broker.flows import assert_clears, callback, forward_auth, gate_login, query_of, session_cookie, start_gate
+from tests.broker.flows import (
+    assert_clears,
+    broker_start,
+    callback,
+    forward_auth,
+    gate_login,
+    preview_cookies,
+    query_of,
+    session_cookie,
+    start_gate,
+)
 
 DEEP = f"https://{PR1}/deep/link?x=1&y=%2F#frag"
 
@@ -36,7 +46,7 @@ def test_start_redirects_to_idp_with_master_callback_and_pkce(client: TestClient
 
 
 def test_bind_cookie_is_host_only_secure_httponly(client: TestClient, idp: FakeIdP) -> None:
-    resp = client.get("/oauth2/start", params={"rd": DEEP})
+    resp = broker_start(client, DEEP)
     cookie = resp.headers["set-cookie"]
     assert cookie.startswith("__Host-pb_bind=")
     assert "Domain" not in cookie and "Secure" in cookie and "HttpOnly" in cookie and "SameSite=lax" in cookie
@@ -78,7 +88,8 @@ def test_ticket_via_forward_auth_sets_host_only_session_and_returns_to_deep_link
 
 def test_ticket_via_nginx_style_direct_route(client: TestClient, idp: FakeIdP) -> None:
     ticket_url = gate_login(client, idp, DEEP)
-    resp = client.get(ticket_url)  # /oauth2/ routed to the broker on the preview host
+    client.cookies.clear()  # the browser sends the preview host its own cookies
+    resp = client.get(ticket_url, headers={"cookie": preview_cookies(client, PR1)})  # /oauth2/ routed to the broker
     assert resp.status_code == 302 and resp.headers["location"] == DEEP
     assert resp.headers["set-cookie"].startswith("__Host-pb_session=")
 
@@ -92,16 +103,19 @@ def test_session_opens_the_deep_link_with_identity_headers(client: TestClient, i
     assert resp.headers["x-auth-request-groups"] == "eng"
 
 
-def test_nginx_auth_url_with_x_original_url(client: TestClient, idp: FakeIdP) -> None:
-    cookie = login_session(client, idp)
-    assert forward_auth(client, DEEP, cookie, nginx=True).status_code == 202
-    assert forward_auth(client, DEEP, None, nginx=True).status_code == 401
+def test_nginx_auth_url_with_x_original_url(nginx_client: TestClient, idp: FakeIdP) -> None:
+    ticket_url = gate_login(nginx_client, idp, DEEP)
+    redeemed = forward_auth(nginx_client, ticket_url, nginx=True)
+    assert redeemed.status_code == 302
+    cookie, _ = session_cookie(redeemed)
+    assert forward_auth(nginx_client, DEEP, cookie, nginx=True).status_code == 202
+    assert forward_auth(nginx_client, DEEP, None, nginx=True).status_code == 401
 
 
-def test_cookie_from_pr1_does_not_open_pr2(client: TestClient, idp: FakeIdP) -> None:
-    cookie = login_session(client, idp)
+def test_cookie_from_pr1_does_not_open_pr2(client: TestClient, nginx_client: TestClient, idp: FakeIdP) -> None:
+    cookie = login_session(client, idp)  # both brokers share keys: a cookie from one is valid at the other
     assert forward_auth(client, f"https://{PR2}/", cookie).status_code == 401
-    assert forward_auth(client, f"https://{PR2}/", cookie, nginx=True).status_code == 401
+    assert forward_auth(nginx_client, f"https://{PR2}/", cookie, nginx=True).status_code == 401
 
 
 def test_ticket_for_pr1_is_refused_on_pr2(client: TestClient, idp: FakeIdP) -> None:
@@ -271,7 +285,7 @@ def test_discovery_down_at_start_is_502(client: TestClient, idp: FakeIdP) -> Non
     idp.router.get("https://idp.example.org/.well-known/openid-configuration").mock(
         side_effect=httpx.ConnectError("down")
     )
-    resp = client.get("/oauth2/start", params={"rd": DEEP})
+    resp = broker_start(client, DEEP)
     assert resp.status_code == 502 and "location" not in resp.headers
 
 
@@ -289,8 +303,9 @@ def test_start_on_preview_host_refuses_rd_for_another_preview(client: TestClient
 
 def test_sign_out_via_forward_auth_clears_cookie_and_redirects_on_same_host(client: TestClient, idp: FakeIdP) -> None:
     cookie = login_session(client, idp)
-    resp = forward_auth(client, f"https://{PR1}/oauth2/sign_out?rd=/bye", cookie)
-    assert resp.status_code == 302 and resp.headers["location"] == f"https://{PR1}/bye"
+    resp = forward_auth(client, f"https://{PR1}/oauth2/sign_out?rd=/bye", cookie, method="POST",
+                        extra={"origin": f"https://{PR1}"})
+    assert resp.status_code == 303 and resp.headers["location"] == f"https://{PR1}/bye"
     cleared = resp.headers["set-cookie"]
     assert cleared.startswith("__Host-pb_session=") and "Max-Age=0" in cleared
 
@@ -352,7 +367,7 @@ def test_a_verified_session_still_expires_and_stays_host_bound(client: TestClien
     ],
 )
 def test_cookie_value(header, value) -> None:
-    from broker.app import cookie_value
+    from broker.cookies import cookie_value
 
     assert cookie_value(header, "__Host-pb_session") == value
 
@@ -360,7 +375,7 @@ def test_cookie_value(header, value) -> None:
 def test_a_changed_authorization_endpoint_is_followed(client: TestClient, idp: FakeIdP) -> None:
     """Gate mode's fixed parameters are encoded once per endpoint, not once per process."""
     broker = client.app.broker
-    first = client.get("/oauth2/start", params={"rd": DEEP}).headers["location"]
+    first = broker_start(client, DEEP).headers["location"]
     original = broker.provider.authorization_endpoint
 
     async def moved() -> str:
@@ -368,7 +383,7 @@ def test_a_changed_authorization_endpoint_is_followed(client: TestClient, idp: F
 
     broker.provider.authorization_endpoint = moved
     try:
-        second = client.get("/oauth2/start", params={"rd": DEEP}).headers["location"]
+        second = broker_start(client, DEEP).headers["location"]
     finally:
         broker.provider.authorization_endpoint = original
     assert not first.startswith("https://login.example.org/")
@@ -376,14 +391,13 @@ def test_a_changed_authorization_endpoint_is_followed(client: TestClient, idp: F
     assert f"redirect_uri={quote(PUBLIC + '/oauth2/callback', safe='')}" in second
 
 
-@pytest.mark.parametrize("query", [{}, {"rd": f"https://{PR1}/bye"}])
-def test_sign_out_on_the_broker_host_clears_the_bind_cookie_as_it_was_set(client: TestClient, query) -> None:
-    started = client.get("/oauth2/start", params={"rd": f"https://{PR1}/"})
+def test_sign_out_on_the_broker_host_clears_the_bind_cookie_as_it_was_set(client: TestClient) -> None:
+    started = broker_start(client, f"https://{PR1}/")
     _, issued = session_cookie(started)
-    resp = client.get("/oauth2/sign_out", params=query)
-    assert resp.status_code == (302 if query else 200)
-    if query:
-        assert resp.headers["location"] == query["rd"]
+    asked = client.get("/oauth2/sign_out")
+    assert asked.status_code == 200 and "set-cookie" not in asked.headers and 'method="post"' in asked.text
+    resp = client.post("/oauth2/sign_out", headers={"origin": PUBLIC})
+    assert resp.status_code == 200
     _, cleared = session_cookie(resp)
     (name,) = issued.keys()
     assert list(cleared.keys()) == [name] and name.startswith("__Host-")

@@ -7,10 +7,11 @@ import pytest
 import respx
 from starlette.testclient import TestClient
 
-from broker.app import create_app, s256
+from broker.app import create_app
+from broker.loginstate import s256
 from tests.broker.conftest import PUBLIC, make_settings
 from tests.broker.fakeidp import form_of
-from tests.broker.flows import callback, forward_auth, query_of
+from tests.broker.flows import broker_start, callback, forward_auth, query_of
 
 DEEP = "https://pr-1.preview.example.com/x"
 API = "https://api.github.com"
@@ -43,7 +44,7 @@ def _client(allowlist, **overrides):
 
 
 def _login(c: TestClient) -> tuple[dict[str, str], httpx.Response]:
-    resp = c.get("/oauth2/start", params={"rd": DEEP})
+    resp = broker_start(c, DEEP)
     assert resp.status_code == 302
     params = query_of(resp.headers["location"])
     assert resp.headers["location"].startswith("https://github.com/login/oauth/authorize?")
@@ -105,7 +106,7 @@ def test_github_enterprise_urls(allowlist) -> None:
             200, json=[{"email": "ent@example.com", "primary": True, "verified": True}]
         )
         with _client(allowlist, github_url="https://ghe.example.com") as c:
-            resp = c.get("/oauth2/start", params={"rd": DEEP})
+            resp = broker_start(c, DEEP)
             assert resp.headers["location"].startswith("https://ghe.example.com/login/oauth/authorize?")
             state = query_of(resp.headers["location"])["state"]
             assert callback(c, code="x", state=state).status_code == 302
@@ -128,3 +129,60 @@ def test_github_failures(gh, allowlist, route, response, status) -> None:
         _, resp = _login(c)
         assert resp.status_code == status
         assert "location" not in resp.headers
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/user/teams", {"not": "a list"}),
+        ("/user/teams", [{"slug": "platform"}]),  # no organization
+        ("/user/teams", [{"slug": "platform", "organization": {"name": "acme"}}]),  # no organization.login
+        ("/user/teams", [{"slug": 7, "organization": {"login": "acme"}}]),
+        ("/user/orgs", None),
+        ("/user/orgs", [{"id": 1}]),
+        ("/user/orgs", ["acme"]),
+        ("/user/emails", {"email": "x"}),
+        ("/user", {"login": 12}),
+        ("/user", []),
+    ],
+)
+def test_a_malformed_github_answer_is_a_502_never_a_500(gh, allowlist, path, body) -> None:
+    gh.get(f"{API}{path}").respond(200, json=body)
+    with _client(allowlist, allowed_email_domains=[], github_orgs=["acme"]) as c:
+        _, resp = _login(c)
+        assert resp.status_code == 502, resp.text
+        assert "idp_bad_response" in resp.text and "Traceback" not in resp.text
+
+
+def test_a_non_string_email_is_ignored_not_trusted(gh, allowlist) -> None:
+    gh.get(f"{API}/user/emails").respond(200, json=[{"email": ["x@example.com"], "primary": True, "verified": True}])
+    with _client(allowlist) as c:
+        _, resp = _login(c)
+        assert resp.status_code == 403  # no verified email: the email-domain rule refuses
+
+
+def test_org_and_team_lists_follow_the_link_pages(gh, allowlist) -> None:
+    page2 = f"{API}/user/teams?per_page=100&page=2"
+
+    def teams(request: httpx.Request) -> httpx.Response:
+        if request.url.params.get("page") == "2":
+            return httpx.Response(200, json=[{"slug": "platform", "organization": {"login": "acme"}}])
+        return httpx.Response(200, json=[{"slug": f"t{i}", "organization": {"login": "other"}} for i in range(100)],
+                              headers={"Link": f'<{page2}>; rel="next", <{page2}>; rel="last"'})
+
+    gh.get(f"{API}/user/teams").mock(side_effect=teams)
+    with _client(allowlist, allowed_email_domains=[], github_teams=["acme/platform"]) as c:
+        _, resp = _login(c)
+        assert resp.status_code == 302, resp.text
+        teams = [str(call.request.url) for call in gh.calls if call.request.url.path == "/user/teams"]
+        assert teams == [f"{API}/user/teams?per_page=100", page2]
+
+
+def test_a_link_to_another_host_is_not_followed_with_the_token(gh, allowlist) -> None:
+    gh.get(f"{API}/user/orgs").respond(200, json=[{"login": "other"}],
+                                       headers={"Link": '<https://evil.example/steal?page=2>; rel="next"'})
+    stolen = gh.get("https://evil.example/steal").respond(200, json=[{"login": "acme"}])
+    with _client(allowlist, allowed_email_domains=[], github_orgs=["acme"]) as c:
+        _, resp = _login(c)
+        assert resp.status_code == 403  # only the first page counted: not in acme
+        assert not stolen.called

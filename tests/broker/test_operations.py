@@ -6,7 +6,7 @@ from starlette.testclient import TestClient
 
 from broker.app import create_app
 from tests.broker.conftest import PUBLIC, make_settings
-from tests.broker.flows import forward_auth
+from tests.broker.flows import broker_start, forward_auth
 
 
 class _Unsynced:
@@ -32,11 +32,21 @@ def test_readyz_is_503_until_the_allowlist_synced(idp) -> None:
 
 
 def test_metrics_count_logins_refusals_and_auth_checks(client: TestClient) -> None:
-    client.get("/oauth2/start", params={"rd": "https://pr-1.preview.example.com/"})
+    broker_start(client, "https://pr-1.preview.example.com/")
     client.get("/oauth2/start", params={"rd": "https://evil.com/"})
     forward_auth(client, "https://pr-1.preview.example.com/")
-    text = client.get("/metrics").text
+    forward_auth(client, "https://pr-1.preview.example.com/", "__Host-pb_session=forged.AAAA.AAAA")
+    with TestClient(client.app.metrics_app()) as metrics:
+        text = metrics.get("/metrics").text
     assert 'preview_broker_logins_started_total{mode="gate"} 1.0' in text
     assert 'preview_broker_refused_total{endpoint="start",reason="redirect_host_not_allowed"} 1.0' in text
-    assert 'preview_broker_auth_checks_total{result="unauthenticated"} 1.0' in text
-    assert 'preview_broker_request_duration_seconds_count{endpoint="auth"} 1.0' in text
+    assert 'preview_broker_auth_checks_total{result="unauthenticated"} 2.0' in text
+    assert 'preview_broker_refused_total{endpoint="auth",reason="session_bad_signature"} 1.0' in text
+    assert 'preview_broker_request_duration_seconds_count{endpoint="auth"} 3.0' in text  # the login began there too
+
+
+def test_metrics_are_not_served_on_the_public_port(client: TestClient) -> None:
+    assert client.get("/metrics").status_code == 404
+    with TestClient(client.app.metrics_app()) as metrics:
+        assert metrics.get("/metrics").status_code == 200
+        assert metrics.get("/healthz").status_code == 200

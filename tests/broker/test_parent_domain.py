@@ -33,8 +33,9 @@ def test_sign_out_clears_the_cookie_with_the_attributes_it_was_set_with(idp, all
         with TestClient(create_app(settings, allowlist=allowlist, clock=clock), base_url=PUBLIC,
                         follow_redirects=False) as c:
             cookie, issued = session_cookie(forward_auth(c, gate_login(c, idp, DEEP)))
-            out = forward_auth(c, "https://pr-1.preview.example.com/oauth2/sign_out?rd=/bye", cookie)
-            assert out.status_code == 302
+            out = forward_auth(c, "https://pr-1.preview.example.com/oauth2/sign_out?rd=/bye", cookie,
+                               method="POST", extra={"origin": "https://pr-1.preview.example.com"})
+            assert out.status_code == 303
             _, cleared = session_cookie(out)
             assert_clears(cleared[name], issued[name])
             assert issued[name]["max-age"] == str(settings.session_ttl)
@@ -45,7 +46,7 @@ def test_sign_out_on_the_broker_host_ends_the_shared_session_too(idp, allowlist,
     with TestClient(create_app(make_settings(cookie_domain="preview.example.com"), allowlist=allowlist, clock=clock),
                     base_url=PUBLIC, follow_redirects=False) as c:
         cookie, issued = session_cookie(forward_auth(c, gate_login(c, idp, DEEP)))
-        out = c.get("/oauth2/sign_out")
+        out = c.post("/oauth2/sign_out", headers={"origin": PUBLIC})
         assert out.status_code == 200
         cleared = [h for h in out.headers.get_list("set-cookie") if h.startswith("__Secure-pb_session=")]
         assert len(cleared) == 1 and "Max-Age=0" in cleared[0]
@@ -54,5 +55,6 @@ def test_sign_out_on_the_broker_host_ends_the_shared_session_too(idp, allowlist,
     with TestClient(create_app(make_settings(), allowlist=allowlist, clock=clock), base_url=PUBLIC,
                     follow_redirects=False) as c:
         # host-only sessions never reach the broker's host: only its own bind cookie is cleared
-        names = [h.split("=")[0] for h in c.get("/oauth2/sign_out").headers.get_list("set-cookie")]
+        out = c.post("/oauth2/sign_out", headers={"origin": PUBLIC})
+        names = [h.split("=")[0] for h in out.headers.get_list("set-cookie")]
         assert names == ["__Host-pb_bind"]

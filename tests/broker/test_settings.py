@@ -27,7 +27,8 @@ def test_valid_environment() -> None:
     s = load(BrokerSettings, BASE)
     assert s.allowed_hosts == ["pr-1.preview.example.com", "pr-2.preview.example.com"]
     assert s.callback_url == "https://auth.preview.example.com/oauth2/callback"
-    assert s.relay_clients == frozenset({"c"})
+    assert s.relay_clients == frozenset()  # relay is off until RELAY_CLIENT_IDS names app clients
+    assert s.forward_auth_proxy == "traefik" and s.allow_http is False
 
 
 @pytest.mark.parametrize(
@@ -51,6 +52,8 @@ def test_valid_environment() -> None:
         ({"PREVIEW_BROKER_ALLOWED_PORTS": "70000"}, "PREVIEW_BROKER_ALLOWED_PORTS", "65535"),
         ({"PREVIEW_BROKER_GITHUB_TEAMS": "justateam"}, "PREVIEW_BROKER_GITHUB_TEAMS", "org/team"),
         ({"PREVIEW_BROKER_PUBLC_URL": "x"}, "PREVIEW_BROKER_PUBLC_URL", "unknown setting"),
+        ({"PREVIEW_BROKER_RELAY_CLIENT_IDS": "pr-app,c"}, "PREVIEW_BROKER_RELAY_CLIENT_IDS", "never relayable"),
+        ({"PREVIEW_BROKER_FORWARD_AUTH_PROXY": "envoy"}, "PREVIEW_BROKER_FORWARD_AUTH_PROXY", "traefik"),
     ],
 )
 def test_bad_setting_names_itself(change, setting, words) -> None:
@@ -110,3 +113,10 @@ def test_cli_help_lists_every_setting() -> None:
     for name in ControllerSettings.model_fields:
         assert f"PREVIEW_BROKER_{name.upper()}" in controller_help
     assert "PydanticUndefined" not in controller_help
+
+
+def test_settings_that_weaken_a_rule_say_so_in_their_help() -> None:
+    fields = BrokerSettings.model_fields
+    for name in ("allow_http", "cookie_domain"):
+        assert any(w in (fields[name].description or "") for w in ("WEAKENS", "RISKY")), name
+    assert "never relayable" in (fields["relay_client_ids"].description or "")

@@ -326,9 +326,8 @@ async def test_broker_with_kubernetes_source_accepts_then_refuses_the_host(rig: 
 async def _broker_round(rig: Rig, host: str, transport: httpx.ASGITransport, settings: Any) -> None:
     async with httpx.AsyncClient(transport=transport, base_url=settings.public_url) as broker:
         async def start_status() -> int:
-            r = await broker.get("/oauth2/relay", params={"return_to": f"https://{host}/cb", "client_id": "preview-client",
-                                                          "response_type": "code"})
-            return r.status_code
+            r = await broker.get("/oauth2/start", params={"rd": f"https://{host}/cb"})
+            return r.status_code  # 302: on to the preview host to begin the login; 400: not live
 
         assert await start_status() == 400
         assert (await broker.get("/readyz")).status_code == 200

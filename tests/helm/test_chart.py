@@ -105,7 +105,8 @@ def test_lease_permissions_are_namespaced_and_named() -> None:
 @pytest.mark.parametrize(
     "bad_set",
     ["broker.replicaCont=3", "provider.kind=gitlab", "controller.expiryAction=archive", "typo=1",
-     "broker.ingress.clasName=nginx", "controller.defaultTtl=three days"],
+     "broker.ingress.clasName=nginx", "controller.defaultTtl=three days", "broker.forwardAuthProxy=envoy",
+     "broker.metricsPort=0"],
 )
 def test_schema_refuses_unknown_or_invalid_values(bad_set: str) -> None:
     proc = helm("template", "pb", str(CHART), "-f", str(CHART / "ci" / "oidc-values.yaml"), "--set", bad_set,
@@ -123,6 +124,8 @@ def test_schema_refuses_unknown_or_invalid_values(bad_set: str) -> None:
         (["authorization.allowedEmailDomains=null"], "at least one authorization rule"),
         (["controller.leaderElection=false"], "needs controller.leaderElection=true"),
         (["secrets.clientSecret="], "secrets.existingSecret"),
+        (["broker.relayClientIds={pr-app,preview-broker}"], "the gate client is never relayable"),
+        (["broker.metricsPort=8080"], "metrics stay off the public port"),
     ],
 )
 def test_invalid_combinations_fail_with_a_clear_message(sets: list[str], message: str) -> None:
@@ -138,8 +141,30 @@ def test_notes_print_redirect_uri_and_annotations(control_plane) -> None:
     out = helm("install", "pb", str(CHART), "-f", str(CHART / "ci" / "oidc-values.yaml"), "--dry-run=client",
                "--namespace", "preview-broker", "--kubeconfig", str(control_plane.kubeconfig)).stdout
     assert "https://auth.preview.example.com/oauth2/callback" in out
+    # oidc-values.yaml is behind nginx: its annotations, not Traefik's, and relay with the app client
     assert "nginx.ingress.kubernetes.io/auth-url" in out and "nginx.ingress.kubernetes.io/auth-signin" in out
-    assert "forwardAuth" in out and "traefik.ingress.kubernetes.io/router.middlewares" in out
+    assert "kind: Middleware" not in out and "client_id=pr-app&" in out
+    traefik = helm("install", "pb", str(CHART), "-f", str(CHART / "ci" / "oidc-values.yaml"), "--dry-run=client",
+                   "--set", "broker.forwardAuthProxy=traefik", "--set", "broker.relayClientIds=null",
+                   "--namespace", "preview-broker", "--kubeconfig", str(control_plane.kubeconfig)).stdout
+    assert "kind: Middleware" in traefik and "traefik.ingress.kubernetes.io/router.middlewares" in traefik
+    assert "authRequestHeaders: [Cookie, Accept, Origin, Sec-Fetch-Site]" in traefik
+    assert "nginx.ingress.kubernetes.io/auth-url" not in traefik and "Relay mode" in traefik and "off." in traefik
+
+
+def test_metrics_have_their_own_port_which_the_ingress_never_routes() -> None:
+    docs = render(CHART / "ci" / "oidc-values.yaml", "serviceMonitor.enabled=true")
+    broker = next(d for d in by_kind(docs, "Deployment") if d["metadata"]["name"].endswith("-broker"))
+    container = broker["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"][-2:] == ["--metrics-port", "9090"]
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"http": 8080, "metrics": 9090}
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["PREVIEW_BROKER_FORWARD_AUTH_PROXY"] == "nginx" and env["PREVIEW_BROKER_RELAY_CLIENT_IDS"] == "pr-app"
+    (ingress,) = by_kind(docs, "Ingress")
+    paths = [p["path"] for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
+    assert paths == ["/oauth2"]
+    for monitor in by_kind(docs, "ServiceMonitor"):
+        assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["metrics"]
 
 
 def test_every_value_has_a_comment() -> None:

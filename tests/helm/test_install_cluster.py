@@ -85,7 +85,8 @@ def test_components_work_with_exactly_the_chart_rbac(installed: ControlPlane, tm
         "PREVIEW_BROKER_PROVIDER": "github",
         "PREVIEW_BROKER_OIDC_ISSUER": "",
     })
-    broker = Proc("broker", [sys.executable, "-m", "broker.cli", "broker", "--host", "127.0.0.1", "--port", str(port)],
+    broker = Proc("broker", [sys.executable, "-m", "broker.cli", "broker", "--host", "127.0.0.1", "--port", str(port),
+                             "--metrics-port", "0"],
                   tmp_path / "broker.log", env=broker_env).start()
     try:
         wait_until(http_ok(f"http://127.0.0.1:{port}/readyz"), "broker ready with its own token", 30, broker)
@@ -96,11 +97,11 @@ def test_components_work_with_exactly_the_chart_rbac(installed: ControlPlane, tm
                 "name": name, "labels": {"preview-broker.io/preview": "true"},
                 "annotations": {"preview-broker.io/host": host}}}).raise_for_status()
 
-            def relay_status() -> int:
+            def relay_status() -> int:  # a relay start for the ci values' app client: 302 once the host is live
                 return httpx.get(
                     f"http://127.0.0.1:{port}/oauth2/relay",
-                    params={"return_to": f"https://{host}/cb", "client_id": "preview-broker", "response_type": "code"},
-                    headers={"host": "auth.preview.example.com"},
+                    params={"return_to": f"https://{host}/cb", "client_id": "pr-app", "response_type": "code"},
+                    headers={"host": "auth.preview.example.com", "referer": f"https://{host}/"},
                 ).status_code
 
             wait_until(lambda: relay_status() == 302, "host accepted through the chart's RBAC", 30, controller)

@@ -10,7 +10,15 @@ import httpx
 import pytest
 
 from tests.conftest import BROKER_PORT, PUBLIC
-from tests.support.dex import DEX_CLIENT_ID, DEX_CLIENT_SECRET, DEX_USER_EMAIL, DEX_USER_PASSWORD, Dex
+from tests.support.dex import (
+    APP_CLIENT_ID,
+    APP_CLIENT_SECRET,
+    DEX_CLIENT_ID,
+    DEX_CLIENT_SECRET,
+    DEX_USER_EMAIL,
+    DEX_USER_PASSWORD,
+    Dex,
+)
 from tests.support.loopback import loopback_client
 
 pytestmark = pytest.mark.dex
@@ -50,8 +58,11 @@ def _follow(c: httpx.Client, resp: httpx.Response, stop_at: str | None = None, l
 
 def test_gate_login_with_password_through_broker_and_dex(broker_proc, dex: Dex) -> None:
     with loopback_client(follow_redirects=False, timeout=20) as c:
-        start = c.get(f"{PUBLIC}/oauth2/start", params={"rd": f"{PREVIEW}/oauth2/userinfo"})
-        assert start.status_code == 302 and start.headers["location"].startswith(f"{dex.issuer}/auth?")
+        asked = c.get(f"{PUBLIC}/oauth2/start", params={"rd": f"{PREVIEW}/oauth2/userinfo"})
+        # The login begins on the preview host (its login cookie binds the ticket to this browser).
+        assert asked.headers["location"].startswith(f"{PREVIEW}/oauth2/start?")
+        start = _follow(c, asked, stop_at=dex.issuer)
+        assert start.headers["location"].startswith(f"{dex.issuer}/auth?")
         # Pick Dex's password connector, as a user would on its connector page.
         authz = urlsplit(start.headers["location"])
         page = _follow(c, c.get(f"{dex.issuer}/auth/local?{authz.query}"))
@@ -74,28 +85,53 @@ def test_gate_login_with_password_through_broker_and_dex(broker_proc, dex: Dex) 
         assert other.status_code == 401
 
 
+def _relay_round(c: httpx.Client, first: httpx.Response, dex: Dex, return_to: str) -> None:
+    """From the broker's redirect to Dex, to the app's callback and its own code exchange."""
+    assert first.status_code in (302, 303), first.text
+    authz = urlsplit(first.headers["location"])
+    assert authz.query and dict(parse_qs(authz.query))["client_id"] == [APP_CLIENT_ID]
+    at_callback = _follow(c, c.get(f"{dex.issuer}/auth/mock?{authz.query}"), stop_at=PUBLIC)
+    back = c.get(at_callback.headers["location"])
+    assert back.status_code == 302
+    target = urlsplit(back.headers["location"])
+    assert f"{target.scheme}://{target.netloc}{target.path}" == return_to
+    q = {k: v[0] for k, v in parse_qs(target.query).items()}
+    assert q["state"] == "app-state-42"
+    tokens = httpx.post(
+        f"{dex.issuer}/token",
+        data={"grant_type": "authorization_code", "code": q["code"], "redirect_uri": f"{PUBLIC}/oauth2/callback"},
+        auth=(APP_CLIENT_ID, APP_CLIENT_SECRET),
+    )
+    assert tokens.status_code == 200, tokens.text
+    assert "id_token" in tokens.json()
+
+
+RELAY_PARAMS = {"client_id": APP_CLIENT_ID, "response_type": "code", "scope": "openid email profile",
+                "state": "app-state-42"}
+
+
 def test_relay_login_with_mock_connector(broker_proc, dex: Dex) -> None:
     """Relay: the app gets code + its own state back and exchanges the code itself at Dex."""
     return_to = f"http://pr-2.preview.localhost:{BROKER_PORT}/app/callback"
     with loopback_client(follow_redirects=False, timeout=20) as c:
-        r = c.get(
-            f"{PUBLIC}/oauth2/relay",
-            params={"return_to": return_to, "client_id": DEX_CLIENT_ID, "response_type": "code",
-                    "scope": "openid email profile", "state": "app-state-42"},
-        )
-        assert r.status_code == 302
-        authz = urlsplit(r.headers["location"])
-        at_callback = _follow(c, c.get(f"{dex.issuer}/auth/mock?{authz.query}"), stop_at=PUBLIC)
-        back = c.get(at_callback.headers["location"])
-        assert back.status_code == 302
-        target = urlsplit(back.headers["location"])
-        assert f"{target.scheme}://{target.netloc}{target.path}" == return_to
-        q = {k: v[0] for k, v in parse_qs(target.query).items()}
-        assert q["state"] == "app-state-42"
-        tokens = httpx.post(
-            f"{dex.issuer}/token",
-            data={"grant_type": "authorization_code", "code": q["code"], "redirect_uri": f"{PUBLIC}/oauth2/callback"},
-            auth=(DEX_CLIENT_ID, DEX_CLIENT_SECRET),
-        )
-        assert tokens.status_code == 200, tokens.text
-        assert "id_token" in tokens.json()
+        r = c.get(f"{PUBLIC}/oauth2/relay", params={"return_to": return_to, **RELAY_PARAMS},
+                  headers={"referer": f"http://pr-2.preview.localhost:{BROKER_PORT}/app/"})  # from the app itself
+        _relay_round(c, r, dex, return_to)
+
+
+def test_a_relay_link_from_elsewhere_is_confirmed_on_the_broker_first(broker_proc, dex: Dex) -> None:
+    return_to = f"http://pr-2.preview.localhost:{BROKER_PORT}/app/callback"
+    with loopback_client(follow_redirects=False, timeout=20) as c:
+        shown = c.get(f"{PUBLIC}/oauth2/relay", params={"return_to": return_to, **RELAY_PARAMS})
+        assert shown.status_code == 200 and "pr-2.preview.localhost" in shown.text
+        fields = {k: unescape(v) for k, v in re.findall(r'name="(\w+)" value="([^"]*)"', shown.text)}
+        confirmed = c.post(f"{PUBLIC}/oauth2/relay", data=fields, headers={"origin": PUBLIC})
+        _relay_round(c, confirmed, dex, return_to)
+
+
+def test_the_gate_client_is_not_relayed(broker_proc) -> None:
+    return_to = f"http://pr-2.preview.localhost:{BROKER_PORT}/app/callback"
+    with loopback_client(follow_redirects=False, timeout=20) as c:
+        r = c.get(f"{PUBLIC}/oauth2/relay", params={"return_to": return_to, **RELAY_PARAMS, "client_id": DEX_CLIENT_ID},
+                  headers={"referer": f"http://pr-2.preview.localhost:{BROKER_PORT}/app/"})
+        assert r.status_code == 400 and "relay_unknown_client" in r.text

@@ -12,6 +12,9 @@ from tests.support.testbin import binary
 
 DEX_CLIENT_ID = "preview-broker"
 DEX_CLIENT_SECRET = "dex-client-secret-for-tests-only"
+# A preview app that is its own OAuth client (relay mode); never the broker's gate client.
+APP_CLIENT_ID = "pr-app"
+APP_CLIENT_SECRET = "pr-app-secret-for-tests-only"
 DEX_USER_EMAIL = "admin@example.com"
 DEX_USER_PASSWORD = "password"
 # bcrypt("password"), the example hash from Dex's own documentation.
@@ -26,6 +29,11 @@ class Dex:
 
     def stop(self) -> None:
         self.proc.stop()
+
+
+def app_client(redirect_uris: list[str]) -> dict:
+    """Dex's entry for the relay app client: its redirect URI is the broker's master callback."""
+    return {"id": APP_CLIENT_ID, "secret": APP_CLIENT_SECRET, "name": "preview app", "redirectURIs": redirect_uris}
 
 
 def start_dex(workdir: Path, redirect_uris: list[str], extra_clients: list[dict] | None = None) -> Dex:

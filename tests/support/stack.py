@@ -26,13 +26,11 @@ import httpx
 import yaml
 
 from tests.support.controlplane import ControlPlane, cleanup, install_crds, start_control_plane
-from tests.support.dex import DEX_CLIENT_ID, DEX_CLIENT_SECRET, Dex, start_dex
+from tests.support.dex import APP_CLIENT_ID, APP_CLIENT_SECRET, DEX_CLIENT_ID, DEX_CLIENT_SECRET, Dex, app_client, start_dex
 from tests.support.procs import Proc, free_port, http_ok, wait_until
 
 DOMAIN = "preview.test"
 BROKER_HOST = f"auth.{DOMAIN}"
-APP_CLIENT_ID = "pr-app"
-APP_CLIENT_SECRET = "pr-app-secret-for-tests-only"
 TRAEFIK_MIDDLEWARE = "preview-auth@file"
 
 
@@ -195,9 +193,8 @@ def start_stack(workdir: Path, progress=lambda msg: None, traefik_port: int = 0,
                       {"metadata": {"name": name}, "spec": {"controller": controller}})
             _post(c, "/api/v1/namespaces", {"metadata": {"name": "preview-broker"}})
         progress("starting Dex")
-        dex = start_dex(workdir / "dex", [f"{broker_url}/oauth2/callback"], extra_clients=[
-            {"id": APP_CLIENT_ID, "secret": APP_CLIENT_SECRET, "name": "pr-2 app",
-             "redirectURIs": [f"{broker_url}/oauth2/callback"]}])
+        dex = start_dex(workdir / "dex", [f"{broker_url}/oauth2/callback"],
+                        extra_clients=[app_client([f"{broker_url}/oauth2/callback"])])
         py = sys.executable
         progress("starting the controller and the broker")
         procs["controller"] = Proc("controller", [py, "-m", "broker.cli", "controller", "--metrics-port", "0"],
@@ -216,7 +213,7 @@ def start_stack(workdir: Path, progress=lambda msg: None, traefik_port: int = 0,
             PREVIEW_BROKER_OIDC_ISSUER=dex.issuer,
             PREVIEW_BROKER_CLIENT_ID=DEX_CLIENT_ID,
             PREVIEW_BROKER_CLIENT_SECRET=DEX_CLIENT_SECRET,
-            PREVIEW_BROKER_RELAY_CLIENT_IDS=f"{DEX_CLIENT_ID},{APP_CLIENT_ID}",
+            PREVIEW_BROKER_RELAY_CLIENT_IDS=APP_CLIENT_ID,
             PREVIEW_BROKER_SECRET_KEYS=secrets.token_urlsafe(32),
             PREVIEW_BROKER_ALLOWED_EMAIL_DOMAINS="example.com",
         )).start()

@@ -66,6 +66,12 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace 
 {{- if and (eq .Values.broker.allowlistSource "kubernetes") (not .Values.controller.enabled) -}}
 {{- fail "broker.allowlistSource=kubernetes needs controller.enabled=true (or use allowlistSource=static with broker.allowedHosts)" -}}
 {{- end -}}
+{{- if has .Values.provider.clientId .Values.broker.relayClientIds -}}
+{{- fail "broker.relayClientIds must not name provider.clientId: the gate client is never relayable (list the preview apps' own client ids)" -}}
+{{- end -}}
+{{- if eq (int .Values.broker.metricsPort) 8080 -}}
+{{- fail "broker.metricsPort must differ from the public port 8080: metrics stay off the public port" -}}
+{{- end -}}
 {{- if and (eq .Values.broker.allowlistSource "static") (not .Values.broker.allowedHosts) -}}
 {{- fail "broker.allowlistSource=static needs broker.allowedHosts" -}}
 {{- end -}}

@@ -1,0 +1,124 @@
+"""Forward auth: the hot path, one decision per request of every protected preview.
+
+The ingress asks /oauth2/auth before each request to a preview app.  The answer is made
+from the proxy's headers alone (see forwarded.py for which), with no I/O and nothing
+awaited: 202 with the identity headers, 401 (or, for a browser with ?redirect=true, a
+redirect to log in), or 403.  Broker paths on the preview host (ticket, sign-out, start)
+are answered here too, always with a non-2xx answer, which Traefik hands to the browser.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from functools import lru_cache
+
+from starlette.responses import Response
+
+from broker.cookies import cookie_value
+from broker.core import Broker
+from broker.errors import Forbidden
+from broker.forwarded import FORWARD_AUTH_HEADERS, READERS, PreviewRequest
+from broker.identity import Identity, authorize
+from broker.preview import PreviewEndpoints
+from broker.query import parse_params
+from broker.responses import NO_STORE_RAW, RawResponse
+from broker.sessions import TICKET_PATH
+
+
+# The 401 is the same for every request: its headers are built once (a forged cookie must cost
+# about what a valid one does, and this answer is most of what refusing one costs).
+_SIGN_IN = b"sign in required"
+_UNAUTHORIZED_HEADERS = [(b"content-type", b"text/plain; charset=utf-8"), *NO_STORE_RAW]
+
+
+class ForwardAuth:
+    def __init__(self, broker: Broker, preview: PreviewEndpoints) -> None:
+        self.b = broker
+        self.preview = preview
+        kind = broker.settings.forward_auth_proxy
+        self.headers = FORWARD_AUTH_HEADERS[kind]
+        self._read = READERS[kind]
+        self._allow_http = broker.settings.allow_http
+        # Label lookups cost more than the increments on the hot path: bind them once.
+        self._result = {
+            r: broker.metrics.auth_checks.labels(r) for r in ("ok", "unauthenticated", "forbidden", "host_not_live")
+        }
+
+    def decide(self, headers: Mapping[str, str], query: str) -> Response:
+        """Decide one forward-auth request from its headers alone."""
+        preview = self._read(headers)
+        if preview.scheme != "https" and not self._allow_http:
+            # Never a session over plain http: no cookie is read, set or refreshed.
+            raise Forbidden("https_required", "This preview environment is served over https only.",
+                            host=preview.host)
+        if preview.path.startswith("/oauth2/"):
+            special = self._special(preview, headers)
+            if special is not None:
+                return special
+        if preview.host not in self.b.allowlist:
+            self._result["host_not_live"].inc()
+            raise Forbidden("host_not_live", "This preview environment is not live.", host=preview.host)
+        names = self.b.cookie_names(preview.scheme)
+        cookies = headers.get("cookie", "")
+        token = cookie_value(cookies, names.session)
+        if not token:
+            return self._unauthenticated(preview, headers, query, cookies)
+        identity, why = self.b.sessions.check(token, preview.host)
+        if identity is None:
+            # Anyone can send a forged cookie, as often as they like: count each, log a few.
+            self.b.count_refusal("auth", f"session_{why}")
+            self.b.bounded_log.refused("auth", f"session_{why}", 401, host=preview.host, level=logging.INFO)
+            return self._unauthenticated(preview, headers, query, cookies)
+        decision = authorize(identity, self.b.policy)
+        if not decision.allowed:
+            self._result["forbidden"].inc()
+            raise Forbidden(f"not_authorized_{decision.reason}", "This account is not allowed into previews.",
+                            host=preview.host)
+        self._result["ok"].inc()
+        return RawResponse(202, _identity_raw_headers(identity))
+
+    def _unauthenticated(self, preview: PreviewRequest, headers: Mapping[str, str], query: str,
+                         cookies: str) -> Response:
+        self._result["unauthenticated"].inc()
+        if "redirect=true" in query.split("&") and _wants_html(preview, headers):
+            return self.b.login_redirect(preview, preview.url,
+                                         cookie_value(cookies, self.b.cookie_names(preview.scheme).login))
+        return RawResponse(401, _UNAUTHORIZED_HEADERS, _SIGN_IN)
+
+    def _special(self, preview: PreviewRequest, headers: Mapping[str, str]) -> Response | None:
+        """Broker paths on the preview host, reached through forward auth."""
+        path = preview.path
+        if path not in (TICKET_PATH, "/oauth2/sign_out", "/oauth2/start"):
+            return None
+        q = parse_params(preview.query)
+        login = cookie_value(headers.get("cookie", ""), self.b.cookie_names(preview.scheme).login)
+        if path == TICKET_PATH:
+            return self.preview.redeem(preview, q, login)
+        if path == "/oauth2/start":
+            return self.preview.start(preview, q, login)
+        return self.preview.sign_out(preview, q, headers.get("origin"), headers.get("sec-fetch-site"))
+
+
+def _wants_html(preview: PreviewRequest, headers: Mapping[str, str]) -> bool:
+    return preview.method in ("GET", "HEAD") and "text/html" in headers.get("accept", "")
+
+
+@lru_cache(maxsize=65536)
+def _identity_raw_headers(identity: Identity) -> list[tuple[bytes, bytes]]:
+    """The 202's headers, computed once per identity (they are the same on every request)."""
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in identity_headers(identity).items()]
+
+
+def identity_headers(identity: Identity) -> dict[str, str]:
+    headers = {"X-Auth-Request-User": _header_safe(identity.user)}
+    if identity.email:
+        headers["X-Auth-Request-Email"] = _header_safe(identity.email)
+    if identity.groups:
+        headers["X-Auth-Request-Groups"] = _header_safe(",".join(identity.groups))
+    return headers
+
+
+def _header_safe(value: str) -> str:
+    # Identity comes from the IdP; never let it smuggle a header line.
+    return "".join(ch for ch in value if 0x20 <= ord(ch) < 0x7F)
