@@ -10,17 +10,24 @@ with deletion policy `retain` and no finalizer: the data stays.
 
 Credentials come from the usual AWS chain (IRSA in a cluster); S3_ENDPOINT_URL
 points elsewhere (MinIO, a test server).
+
+With DRY_RUN nothing is deleted: the janitor logs and records a DryRun Event
+naming the bucket, and the finalizer stays (the Bucket, and its namespace,
+wait until DRY_RUN is off).  Every delete batch first asks the leader-election
+fence: a replica that lost the lease deletes nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from controller import resources
 from controller.kube import ApiError, KubeError
 from controller.queue import WorkQueue, drain_forever
+from controller.times import Event
 
 log = logging.getLogger("preview_broker.buckets")
 
@@ -32,7 +39,7 @@ class S3Error(Exception):
     pass
 
 
-async def empty_bucket(s3: Any, bucket: str) -> int:
+async def empty_bucket(s3: Any, bucket: str, fence: Callable[[], float] | None = None) -> int:
     """Delete every version and delete marker; returns how many were deleted. A missing bucket is empty.
 
     Each round lists from the start instead of following pagination markers:
@@ -50,6 +57,8 @@ async def empty_bucket(s3: Any, bucket: str) -> int:
             ][:BATCH]
             if not keys:
                 return deleted
+            if fence is not None:
+                fence()  # raises NotLeader
             resp = await s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
             if resp.get("Errors"):
                 first = resp["Errors"][0]
@@ -65,13 +74,28 @@ async def empty_bucket(s3: Any, bucket: str) -> int:
 
 
 class BucketJanitor:
-    def __init__(self, kube: Any, cache: Any, *, endpoint_url: str = "", region: str = "", workers: int = 2) -> None:
+    def __init__(
+        self,
+        kube: Any,
+        cache: Any,
+        *,
+        endpoint_url: str = "",
+        region: str = "",
+        workers: int = 2,
+        dry_run: bool = False,
+        announce: Callable[[str, Event], Awaitable[None]] | None = None,
+        fence: Callable[[], float] | None = None,
+    ) -> None:
         self.kube = kube
         self.cache = cache
         self.endpoint_url = endpoint_url or None
         self.region = region or None
         self.workers = workers
-        self.queue = WorkQueue()
+        self.dry_run = dry_run
+        self.announce = announce
+        self.fence = fence
+        self._announced: set[str] = set()  # dry run: say it once per bucket
+        self.queue = WorkQueue(retry_base=2.0, retry_cap=120.0)
 
     def notify(self, namespace: str) -> None:
         bucket = self.cache.buckets.get(namespace)
@@ -86,7 +110,7 @@ class BucketJanitor:
         async with session.create_client("s3", endpoint_url=self.endpoint_url, region_name=self.region) as s3:
             await asyncio.gather(*(
                 drain_forever(self.queue, lambda ns: self.tear_down(s3, ns), job="bucket_teardown",
-                              expected=(S3Error, KubeError), retry_after=10.0, log=log)
+                              expected=(S3Error, KubeError), log=log)
                 for _ in range(self.workers)
             ))
 
@@ -96,7 +120,15 @@ class BucketJanitor:
         if not meta.get("deletionTimestamp") or FINALIZER not in (meta.get("finalizers") or []):
             return
         name = obj["spec"]["name"]
-        count = await empty_bucket(s3, name)
+        if self.dry_run:
+            if name not in self._announced:
+                self._announced.add(name)
+                log.info("dry_run_would_empty_bucket", extra={"namespace": namespace, "bucket": name})
+                if self.announce is not None:
+                    await self.announce(namespace, Event(
+                        "Normal", "DryRun", f"would empty and delete bucket {name} (DRY_RUN is on: kept)"))
+            return
+        count = await empty_bucket(s3, name, self.fence)
         log.info("bucket_emptied", extra={"namespace": namespace, "bucket": name, "deleted": count})
         remaining = [f for f in meta["finalizers"] if f != FINALIZER]
         path = f"{resources.collection_path(obj)}/{meta['name']}"

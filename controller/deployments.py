@@ -24,9 +24,10 @@ from controller.queue import WorkQueue, drain_forever
 
 log = logging.getLogger("preview_broker.deployments")
 
-ANN_REPO = names.PREFIX + "github-repo"
-ANN_SHA = names.PREFIX + "github-sha"
-DESIRED = {"Ready": "success", "Failed": "failure", "Expired": "inactive", "Terminating": "inactive"}
+ANN_REPO = names.ANN_GITHUB_REPO
+ANN_SHA = names.ANN_GITHUB_SHA
+DESIRED = {"Ready": "success", "Failed": "failure", "Expired": "inactive", "Closed": "inactive",
+           "Terminating": "inactive"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,15 +68,15 @@ class DeploymentReporter:
         self.cache = cache
         self.url_scheme = url_scheme
         self.workers = workers
-        self.queue = WorkQueue()
+        # GitHubClient already retried within the call; this backoff is for what outlasted that.
+        self.queue = WorkQueue(retry_base=30.0, retry_cap=900.0)
 
     def notify(self, name: str) -> None:
         self.queue.add(name)
 
     async def run(self) -> None:
         await asyncio.gather(*(
-            drain_forever(self.queue, self.report, job="github_report", expected=(GitHubError, KubeError),
-                          retry_after=30.0, log=log)
+            drain_forever(self.queue, self.report, job="github_report", expected=(GitHubError, KubeError), log=log)
             for _ in range(self.workers)
         ))
 

@@ -1,10 +1,15 @@
-"""A small GitHub REST client for deployments: App or token auth, rate limits, retries.
+"""A small GitHub REST client for deployments and pull requests: App or token auth, rate limits, retries.
 
 Authentication: a GitHub App (preferred: a JWT signed with the App's private
 key buys an installation token, renewed five minutes before it expires) or a
 plain token.  Every call retries server errors and network failures with
 capped exponential backoff, and waits out rate limits as GitHub asks
 (`Retry-After`, or `X-RateLimit-Remaining: 0` until `X-RateLimit-Reset`).
+The last rate-limit headers seen are kept (`rate`), so callers that can wait
+(pull-request checks) leave the rest of the budget to those that cannot.
+Pull requests are read with conditional requests (`If-None-Match`): a 304
+costs nothing against the rate limit.  Writes (deployments, statuses) first
+ask the leader-election fence, like every write to Kubernetes.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from typing import Any, Protocol
 import httpx
 from joserfc import jwt
 from joserfc.jwk import RSAKey
+
+from controller.lifetime import PullRequest
 
 log = logging.getLogger("preview_broker.github")
 
@@ -70,6 +77,7 @@ class AppInstallationToken:
                 "POST",
                 f"/app/installations/{self.installation_id}/access_tokens",
                 authorization=f"Bearer {self.app_jwt()}",
+                fenced=False,  # buys a token; writes nothing
             )
             expires = _parse_github_time(body.get("expires_at", "")) or self._clock() + 3600
             self._cached = (body["token"], expires)
@@ -85,6 +93,22 @@ def _parse_github_time(text: str) -> float | None:
         return None
 
 
+class RateLimit:
+    """The rate-limit headers of the last answer (None until one carried them)."""
+
+    def __init__(self) -> None:
+        self.remaining: int | None = None
+        self.reset: float = 0.0  # epoch seconds
+
+    def update(self, resp: httpx.Response) -> None:
+        try:
+            remaining = int(resp.headers["x-ratelimit-remaining"])
+            reset = float(resp.headers.get("x-ratelimit-reset", "0"))
+        except (KeyError, ValueError):
+            return
+        self.remaining, self.reset = remaining, reset
+
+
 class GitHubClient:
     def __init__(
         self,
@@ -96,6 +120,7 @@ class GitHubClient:
         clock: Clock = time.time,
         max_attempts: int = 6,
         max_wait: float = 900.0,
+        fence: Callable[[], float] | None = None,
     ) -> None:
         self.api = api_url.rstrip("/")
         self.tokens = tokens
@@ -104,20 +129,41 @@ class GitHubClient:
         self.clock = clock
         self.max_attempts = max_attempts
         self.max_wait = max_wait
+        self.fence = fence
+        self.rate = RateLimit()
 
-    async def call(self, method: str, path: str, json: Any = None, *, authorization: str | None = None) -> Any:
+    async def call(
+        self, method: str, path: str, json: Any = None, *, authorization: str | None = None, fenced: bool = True
+    ) -> Any:
+        resp = await self.send(method, path, json, authorization=authorization, fenced=fenced)
+        return resp.json() if resp.content else {}
+
+    async def send(
+        self,
+        method: str,
+        path: str,
+        json: Any = None,
+        *,
+        authorization: str | None = None,
+        headers: dict[str, str] | None = None,
+        fenced: bool = True,
+    ) -> httpx.Response:
+        """The answer (2xx, or 304 to a conditional request), after retries; GitHubError otherwise."""
         delay = 1.0
         for attempt in range(1, self.max_attempts + 1):
+            if fenced and method != "GET" and self.fence is not None:
+                self.fence()  # NotLeader: a replica that lost the lease posts nothing
             auth = authorization or f"Bearer {await self.tokens.token(self)}"
-            headers = {"Authorization": auth, "Accept": "application/vnd.github+json",
-                       "X-GitHub-Api-Version": API_VERSION, "User-Agent": "preview-broker"}
+            sent = {"Authorization": auth, "Accept": "application/vnd.github+json",
+                    "X-GitHub-Api-Version": API_VERSION, "User-Agent": "preview-broker", **(headers or {})}
             try:
-                resp = await self.http.request(method, self.api + path, json=json, headers=headers)
+                resp = await self.http.request(method, self.api + path, json=json, headers=sent)
             except httpx.HTTPError as exc:
                 wait, why = delay, f"network error: {type(exc).__name__}"
             else:
-                if resp.status_code < 300:
-                    return resp.json() if resp.content else {}
+                self.rate.update(resp)
+                if resp.status_code < 300 or resp.status_code == 304:
+                    return resp
                 wait, why = self._retry_after(resp, delay)
                 if wait is None:
                     raise GitHubError(f"{method} {path}: {resp.status_code} {resp.text[:200]}", resp.status_code)
@@ -168,3 +214,18 @@ class GitHubClient:
         if environment_url:
             body["environment_url"] = environment_url
         await self.call("POST", f"/repos/{repo}/deployments/{deployment_id}/statuses", body)
+
+    # --- pull requests ----------------------------------------------------------------------
+    async def pull_request(self, repo: str, number: str, etag: str = "") -> tuple[PullRequest | None, str]:
+        """(the pull request, its ETag); (None, etag) when unchanged since `etag` (a free 304)."""
+        resp = await self.send("GET", f"/repos/{repo}/pulls/{number}",
+                               headers={"If-None-Match": etag} if etag else None)
+        if resp.status_code == 304:
+            return None, etag
+        try:
+            body = resp.json()
+            pr = PullRequest(repo, str(number), str(body["state"]), bool(body.get("merged")),
+                             str((body.get("head") or {}).get("sha") or ""))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise GitHubError(f"GET /repos/{repo}/pulls/{number}: unexpected answer ({exc!r})") from None
+        return pr, resp.headers.get("etag", "")

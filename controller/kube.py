@@ -14,6 +14,7 @@ import asyncio
 import json
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -55,6 +56,15 @@ class NoConfig(KubeError):
     """Neither in-cluster credentials nor a kubeconfig were found."""
 
 
+class NotLeader(KubeError):
+    """A write refused before it was sent: this replica does not hold the Lease (any more)."""
+
+
+# Checked before every write of a fenced client: returns the seconds this replica may still act,
+# or raises NotLeader.  See controller/leader.py.
+Fence = Callable[[], float]
+
+
 MERGE_PATCH = "application/merge-patch+json"
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
@@ -81,11 +91,12 @@ def _interned(value: Any) -> Any:
 
 
 class Kube:
-    def __init__(self, api: k8s.ApiClient) -> None:
+    def __init__(self, api: k8s.ApiClient, *, fence: Fence | None = None) -> None:
         self.api = api
+        self.fence = fence
 
     @classmethod
-    async def connect(cls) -> Kube:
+    async def connect(cls, user_agent: str = "") -> Kube:
         """In-cluster service account when present, else $KUBECONFIG / ~/.kube/config."""
         configuration = k8s.Configuration()
         try:
@@ -95,7 +106,14 @@ class Kube:
                 await k8s_config.load_kube_config(client_configuration=configuration)
         except (ConfigException, OSError, TypeError) as exc:
             raise NoConfig(f"no Kubernetes credentials: set KUBECONFIG or run in a pod ({exc})") from None
-        return cls(k8s.ApiClient(configuration))
+        api = k8s.ApiClient(configuration)
+        if user_agent:
+            api.user_agent = user_agent  # names the replica in the apiserver's audit log
+        return cls(api)
+
+    def fenced(self, fence: Fence) -> Kube:
+        """The same connection, but every write first asks `fence` whether this replica may still write."""
+        return Kube(self.api, fence=fence)
 
     @classmethod
     async def from_kubeconfig(cls, path: str) -> Kube:
@@ -117,6 +135,11 @@ class Kube:
         timeout: aiohttp.ClientTimeout | float | None = 30.0,
     ) -> aiohttp.ClientResponse:
         """Send a request and return the open response (2xx only); the caller reads and releases it."""
+        if self.fence is not None and method != "GET":
+            # Raises NotLeader once the lease may have passed to another replica.  A write that is
+            # let through must also land before then, so it may not wait longer than that.
+            left = self.fence()
+            timeout = left if timeout is None or isinstance(timeout, aiohttp.ClientTimeout) else min(timeout, left)
         try:
             resp = await self.api.call_api(
                 path,

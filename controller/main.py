@@ -6,11 +6,12 @@ import asyncio
 import logging
 import signal
 import sys
-
-from prometheus_client import start_http_server
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from broker import logs
-from controller.kube import Kube, KubeError, NoConfig
+from controller.health import Health, serve_probes
+from controller.kube import Fence, Kube, KubeError, NoConfig
 from controller.leader import LeaderElector
 from controller.metrics import ControllerMetrics
 from controller.reconciler import Controller
@@ -19,9 +20,71 @@ from controller.settings import ControllerSettings
 log = logging.getLogger("preview_broker.controller")
 
 
-async def _main(settings: ControllerSettings, metrics: ControllerMetrics) -> int:
+async def _first(jobs: dict[str, Awaitable[Any]]) -> str:
+    """Run `jobs` until one ends; cancel (and await) the rest; re-raise what the first one raised."""
+    tasks = {asyncio.ensure_future(job): name for name, job in jobs.items()}
     try:
-        kube = await Kube.connect()
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    first = next(iter(done))
+    if not first.cancelled() and first.exception() is not None:
+        raise first.exception()  # type: ignore[misc]
+    return tasks[first]
+
+
+async def run_controller(
+    kube: Kube,
+    settings: ControllerSettings,
+    *,
+    metrics: ControllerMetrics,
+    health: Health,
+    stop: asyncio.Event,
+    extensions: Callable[[ControllerSettings, Kube, Controller, Fence | None], list[Any]] | None = None,
+) -> int:
+    """Wait for the lease (when elected), then run the controller until `stop` or the lease is lost.
+
+    Returns the exit code: 0 after `stop`, 1 after losing the lease (Kubernetes restarts the
+    process as a follower with empty caches).  Nothing is reconciled before the lease is held,
+    and every write goes through the lease's fence (controller/leader.py).
+    """
+    build = extensions or build_extensions
+    if not settings.leader_election:
+        controller = Controller(kube, settings, metrics=metrics, freeze_after_first_pass=True)
+        controller.extensions = build(settings, kube, controller, None)
+        health.watches = lambda: controller.watchers
+        await _first({"controller": controller.run(), "stop": stop.wait()})
+        return 0
+    elector = LeaderElector(
+        kube, settings.kube_namespace, settings.lease_name, settings.identity,
+        lease_duration=settings.lease_duration, renew_deadline=settings.renew_deadline_seconds,
+        retry_period=settings.retry_period_seconds,
+    )
+    if await _first({"acquire": elector.acquire(), "stop": stop.wait()}) == "stop":
+        return 0
+    metrics.leader.set(1)
+    fenced = kube.fenced(elector.remaining)
+    controller = Controller(fenced, settings, metrics=metrics, freeze_after_first_pass=True)
+    controller.extensions = build(settings, fenced, controller, elector.remaining)
+    health.watches = lambda: controller.watchers
+    try:
+        ended = await _first({"controller": controller.run(), "lease": elector.hold(), "stop": stop.wait()})
+    finally:
+        metrics.leader.set(0)
+        health.watches = lambda: ()
+        if stop.is_set():
+            await elector.release()
+    if ended == "lease":
+        log.error("exiting_after_leadership_loss", extra={"identity": settings.identity})
+        return 1
+    return 0
+
+
+async def _main(settings: ControllerSettings, metrics: ControllerMetrics, health: Health) -> int:
+    try:
+        kube = await Kube.connect(user_agent=f"preview-broker-controller/{settings.identity}")
     except NoConfig as exc:
         print(f"preview-broker: {exc}", file=sys.stderr)
         return 2
@@ -29,70 +92,50 @@ async def _main(settings: ControllerSettings, metrics: ControllerMetrics) -> int
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    elector = None
+    heartbeat = asyncio.create_task(health.heartbeat())
     try:
-        if settings.leader_election:
-            elector = LeaderElector(
-                kube, settings.kube_namespace, settings.lease_name, settings.identity, settings.lease_duration
-            )
-            acquiring = asyncio.create_task(elector.acquire())
-            stopping = asyncio.create_task(stop.wait())
-            await asyncio.wait({acquiring, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            if stop.is_set():
-                acquiring.cancel()
-                await asyncio.gather(acquiring, return_exceptions=True)  # done with the client before it closes
-                return 0
-            metrics.leader.set(1)
-        controller = Controller(kube, settings, metrics=metrics, freeze_after_first_pass=True)
-        controller.extensions = build_extensions(settings, kube, controller)
-        tasks = {asyncio.create_task(controller.run(), name="controller"), asyncio.create_task(stop.wait())}
-        if elector is not None:
-            tasks.add(asyncio.create_task(elector.hold(), name="lease"))
-        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        for t in pending:
-            t.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-        for t in done:
-            if t.get_name() == "controller" and t.exception():
-                raise t.exception()  # type: ignore[misc]
-        if elector is not None and not elector.is_leader and not stop.is_set():
-            log.error("exiting_after_leadership_loss")
-            return 1  # let Kubernetes restart us as a follower with clean caches
-        return 0
+        return await run_controller(kube, settings, metrics=metrics, health=health, stop=stop)
     except KubeError as exc:
         log.error("controller_failed", extra={"error": str(exc)[:300]})
         return 1
     finally:
-        if elector is not None and elector.is_leader:
-            await elector.release()
+        heartbeat.cancel()
         await kube.close()
 
 
-def build_extensions(settings: ControllerSettings, kube: Kube, controller: Controller) -> list:
+def build_extensions(settings: ControllerSettings, kube: Kube, controller: Controller, fence: Fence | None) -> list:
+    """Side jobs with their own queues: bucket emptying, GitHub statuses, pull-request checks."""
     from controller.buckets import BucketJanitor
 
     extensions: list = [BucketJanitor(kube, controller.cache, endpoint_url=settings.s3_endpoint_url,
-                                      region=settings.s3_region)]
+                                      region=settings.s3_region, dry_run=settings.dry_run,
+                                      announce=controller.announce, fence=fence)]
     if settings.github_enabled:
         import httpx
 
         from controller.deployments import DeploymentReporter
         from controller.github import AppInstallationToken, GitHubClient, StaticToken
+        from controller.pullrequests import PullRequestChecker
 
         tokens = (
             AppInstallationToken(settings.github_app_id, settings.github_app_installation_id,
                                  open(settings.github_app_private_key_file).read())
             if settings.github_app_id else StaticToken(settings.github_token)
         )
-        client = GitHubClient(settings.github_api_url, tokens, httpx.AsyncClient(timeout=30))
+        client = GitHubClient(settings.github_api_url, tokens, httpx.AsyncClient(timeout=30), fence=fence)
         extensions.append(DeploymentReporter(client, kube, controller.cache,
                                              url_scheme=settings.environment_url_scheme))
+        if settings.pull_request_check_seconds > 0:
+            extensions.append(PullRequestChecker(
+                client, controller.cache, controller.queue.add, interval=settings.pull_request_check_seconds,
+                reserve=settings.github_rate_limit_reserve, metrics=controller.metrics))
     return extensions
 
 
 def run(settings: ControllerSettings, *, metrics_port: int) -> int:
     logs.setup(settings.log_level)
     metrics = ControllerMetrics()
+    health = Health()
     if metrics_port:
-        start_http_server(metrics_port, addr="0.0.0.0", registry=metrics.registry)
-    return asyncio.run(_main(settings, metrics))
+        serve_probes(metrics_port, metrics.registry, health)
+    return asyncio.run(_main(settings, metrics, health))

@@ -51,6 +51,18 @@ class ControllerMetrics:
             "preview_broker_watch_restarts", "Watch restarts by watch and reason", ["watch", "reason"], registry=r
         )
         self.leader = Gauge("preview_broker_leader", "1 while this replica holds the lease", registry=r)
+        # Sampled from the event loop every second (O(1)), not at scrape: the queue is the loop's.
+        self.queue_depth = Gauge("preview_broker_queue_depth", "Keys waiting for a reconcile worker", registry=r)
+        self.queue_oldest = Gauge(
+            "preview_broker_queue_oldest_seconds", "Seconds the longest-waiting key has waited for a worker",
+            registry=r,
+        )
+        self.queue_delayed = Gauge(
+            "preview_broker_queue_delayed", "Keys scheduled for later: requeues and retries after failures", registry=r
+        )
+        self.pull_request_checks = Counter(
+            "preview_broker_pull_request_checks", "Pull-request lookups on GitHub by result", ["result"], registry=r
+        )
 
     def count_previews(self, previews: Callable[[], Iterable[Mapping[str, Any]]]) -> None:
         """Export previews by phase and the allowlist size from `previews()` at every scrape."""

@@ -9,12 +9,16 @@ LABEL_PR = PREFIX + "pr"  # pull-request number (Argo CD managedNamespaceMetadat
 
 ANN_HOST = PREFIX + "host"  # one host claimed by the namespace
 ANN_EXPOSE = PREFIX + "expose"  # on an Ingress: "true" when INGRESS_HOSTS=annotated
-ANN_TTL = PREFIX + "ttl"  # e.g. 72h, counted from the namespace's creation
+ANN_TTL = PREFIX + "ttl"  # e.g. 72h, counted from the last activity (creation or a new head commit)
 ANN_EXPIRES_AT = PREFIX + "expires-at"  # RFC 3339
 ANN_DATABASE = PREFIX + "database"  # "true"/"false": override DATABASE_DEFAULT
 ANN_BUCKET = PREFIX + "bucket"  # "true"/"false": override BUCKET_DEFAULT
 ANN_PR = PREFIX + "pr"
 ANN_RETAIN_BUCKET = PREFIX + "retain-bucket"  # "true": keep the bucket and its data on teardown
+ANN_GITHUB_REPO = PREFIX + "github-repo"  # owner/name of the pull request's repository
+ANN_GITHUB_SHA = PREFIX + "github-sha"  # the pull request's head commit (its change is activity)
+ANN_ARGOCD_APP = PREFIX + "argocd-application"  # [namespace/]name of the Argo CD Application that made it
+ANN_DATABASE_TARGET_TIME = PREFIX + "database-target-time"  # RFC 3339 point-in-time target of the clone
 
 MANAGER = "preview-broker-controller"
 

@@ -1,9 +1,11 @@
 """Pure lifecycle policy: from what the cluster looks like now to what it should look like.
 
-No I/O here.  `plan()` takes a snapshot of one preview namespace (and the
-objects around it) plus the clock, and returns the desired PreviewEnvironment
-status, the objects that must exist, the events to announce and whether the
-namespace must go.  The reconciler applies the difference.
+No I/O here.  `standing()` says whether a preview namespace is still live
+(TTL counted from its last activity, its pull request's close); `plan()` takes
+that, a snapshot of the namespace and the objects around it, plus the clock,
+and returns the desired PreviewEnvironment status, the objects that must
+exist, the events to announce and whether the namespace must go.  The
+reconciler applies the difference.
 """
 
 from __future__ import annotations
@@ -16,14 +18,17 @@ from typing import Any
 
 from broker.hosts import InvalidHost, is_under, normalize_host
 from controller import names, resources
-from controller.settings import ControllerSettings, parse_duration
+from controller.lifetime import Lifetime, PullRequest, closed, deletion_due, lifetime
+from controller.settings import ControllerSettings, parse_rfc3339
+from controller.times import Event, format_time, parse_time  # noqa: F401 (Event: part of the policy's vocabulary)
 
 PHASE_PROVISIONING = "Provisioning"
 PHASE_READY = "Ready"
 PHASE_FAILED = "Failed"
 PHASE_EXPIRED = "Expired"
+PHASE_CLOSED = "Closed"
 PHASE_TERMINATING = "Terminating"
-NOT_LIVE = frozenset({PHASE_EXPIRED, PHASE_TERMINATING})
+NOT_LIVE = frozenset({PHASE_EXPIRED, PHASE_CLOSED, PHASE_TERMINATING})
 
 
 def _ours(mapping: Mapping[str, str] | None) -> dict[str, str]:
@@ -74,13 +79,6 @@ class IngressView:
         return cls(meta["name"], hosts, exposed)
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    type: str  # Normal | Warning
-    reason: str
-    message: str
-
-
 @dataclass(slots=True)
 class Plan:
     status: dict[str, Any]
@@ -88,20 +86,6 @@ class Plan:
     events: list[Event] = field(default_factory=list)
     delete_namespace: bool = False
     requeue_after: float | None = None
-
-
-def parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def format_time(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # --- hosts ---------------------------------------------------------------------------
@@ -117,10 +101,24 @@ def candidate_hosts(ns: NamespaceView, ingresses: Iterable[IngressView], mode: s
     return out
 
 
+def reserved_by(host: str, reserved: Mapping[str, str]) -> str | None:
+    """Why `host` may not be claimed: it is a reserved host or sits under one (None: it may)."""
+    labels = host.split(".")
+    for i in range(len(labels) - 1):  # the host itself, then each parent down to two labels
+        why = reserved.get(".".join(labels[i:]))
+        if why is not None:
+            return why
+    return None
+
+
 def validate_hosts(
-    candidates: Iterable[tuple[str, str]], domains: tuple[str, ...]
+    candidates: Iterable[tuple[str, str]], domains: tuple[str, ...], reserved: Mapping[str, str] | None = None
 ) -> tuple[list[str], list[dict[str, str]]]:
-    """Hosts under PREVIEW_DOMAINS (normalized, deduplicated) and the refused ones with reasons."""
+    """Hosts under PREVIEW_DOMAINS and not reserved (normalized, deduplicated), and the refused ones with reasons.
+
+    `reserved` maps host -> why (the broker's own host, RESERVED_HOSTS): a preview claiming the
+    broker's host would receive its logins' redirects and could set its cookies.
+    """
     valid: list[str] = []
     refused: list[dict[str, str]] = []
     for raw, source in candidates:
@@ -129,7 +127,10 @@ def validate_hosts(
         except InvalidHost:
             refused.append({"host": raw[:253], "reason": f"not a valid host name ({source})"})
             continue
-        if not is_under(host, domains):
+        why = reserved_by(host, reserved) if reserved else None
+        if why is not None:
+            refused.append({"host": host, "reason": f"{why} ({source})"})
+        elif not is_under(host, domains):
             refused.append({"host": host, "reason": f"not under PREVIEW_DOMAINS ({source})"})
         elif host not in valid:
             valid.append(host)
@@ -179,26 +180,36 @@ class ClaimIndex:
         return min(claimants.values())[1]
 
 
-# --- expiry ----------------------------------------------------------------------------
+# --- is it still live? ---------------------------------------------------------------
 
-def expiry(ns: NamespaceView, default_ttl: float | None) -> tuple[datetime | None, Event | None]:
-    """When the preview expires (None: never), and a Warning for an unreadable annotation."""
-    if ns.labels.get(names.LABEL_KEEP, "").lower() == "true":
-        return None, None
-    warning = None
-    if names.ANN_EXPIRES_AT in ns.annotations:
-        at = parse_time(ns.annotations[names.ANN_EXPIRES_AT])
-        if at is not None:
-            return at, None
-        warning = Event("Warning", "InvalidExpiry", f"{names.ANN_EXPIRES_AT} is not RFC 3339; using the default TTL")
-    elif names.ANN_TTL in ns.annotations:
-        try:
-            return ns.created + timedelta(seconds=parse_duration(ns.annotations[names.ANN_TTL])), None
-        except ValueError:
-            warning = Event("Warning", "InvalidTTL", f"{names.ANN_TTL} is not a duration like 72h; using the default")
-    if default_ttl is None:
-        return None, warning
-    return ns.created + timedelta(seconds=default_ttl), warning
+@dataclass(frozen=True, slots=True)
+class Standing:
+    life: Lifetime
+    closed: dict[str, str] | None  # status.closed
+    expired: bool
+
+    @property
+    def live(self) -> bool:
+        return self.closed is None and not self.expired
+
+
+def standing(
+    ns: NamespaceView,
+    *,
+    current: Mapping[str, Any] | None,
+    pr: PullRequest | None,
+    application_gone: bool,
+    settings: ControllerSettings,
+    now: datetime,
+) -> Standing:
+    """TTL (from the last activity) and close of one preview at `now`; see controller/lifetime.py."""
+    current = current or {}
+    life = lifetime(created=ns.created, labels=ns.labels, annotations=ns.annotations,
+                    recorded_activity=current.get("activity"), pr=pr,
+                    default_ttl=settings.default_ttl_seconds, now=now)
+    shut = closed(pr=pr, application=ns.annotations.get(names.ANN_ARGOCD_APP, ""),
+                  application_gone=application_gone, recorded=current.get("closed"), now=now)
+    return Standing(life, shut, life.expires_at is not None and now >= life.expires_at)
 
 
 # --- readiness of the objects we create -------------------------------------------------
@@ -230,6 +241,17 @@ def _wanted(ns: NamespaceView, annotation: str, default: bool) -> bool:
 
 # --- the plan ----------------------------------------------------------------------------
 
+def _database_target(ns: NamespaceView, settings: ControllerSettings) -> tuple[str, Event | None]:
+    raw = ns.annotations.get(names.ANN_DATABASE_TARGET_TIME, "")
+    if raw:
+        try:
+            return format_time(parse_rfc3339(raw)), None
+        except ValueError:
+            return settings.database_recovery_target_time, Event(
+                "Warning", "InvalidDatabaseTarget", f"{names.ANN_DATABASE_TARGET_TIME} is not RFC 3339; ignored")
+    return settings.database_recovery_target_time, None
+
+
 def plan(
     ns: NamespaceView,
     *,
@@ -240,6 +262,7 @@ def plan(
     bucket: Mapping[str, Any] | None,
     settings: ControllerSettings,
     now: datetime,
+    standing: Standing,
 ) -> Plan:
     """Desired status, objects and events for one preview namespace at `now`.
 
@@ -247,7 +270,7 @@ def plan(
     `current` is the PreviewEnvironment's current status (None when absent).
     """
     current = current or {}
-    expires_at, ttl_warning = expiry(ns, settings.default_ttl_seconds)
+    expires_at = standing.life.expires_at
     want_db = _wanted(ns, names.ANN_DATABASE, settings.database_default)
     want_bucket = _wanted(ns, names.ANN_BUCKET, settings.bucket_default)
     status: dict[str, Any] = {
@@ -256,22 +279,44 @@ def plan(
         "database": "",
         "bucket": "",
         "expiresAt": format_time(expires_at) if expires_at else None,
+        "activity": standing.life.activity,
+        "closed": standing.closed,
+        "dryRun": None,
         "message": "",
     }
     result = Plan(status)
-    if ttl_warning and current.get("phase") is None:
-        result.events.append(ttl_warning)
+    first = current.get("phase") is None
+    if standing.life.warning and first:
+        result.events.append(standing.life.warning)
+    delete_why = ""
+
+    def requeue_at(when: datetime) -> None:
+        until = max(0.0, (when - now).total_seconds())
+        result.requeue_after = until if result.requeue_after is None else min(result.requeue_after, until)
 
     if ns.deleting:
         status["phase"] = PHASE_TERMINATING
-    elif expires_at is not None and now >= expires_at:
+    elif standing.closed is not None:
+        status["phase"] = PHASE_CLOSED
+        status["message"] = standing.closed["reason"]
+        if settings.closed_action == "delete":
+            due = deletion_due(standing.closed, settings.closed_grace_seconds, now)
+            if now >= due:
+                delete_why = standing.closed["reason"]
+            else:
+                requeue_at(due)
+    elif standing.expired and expires_at is not None:
         status["phase"] = PHASE_EXPIRED
         status["message"] = f"expired at {format_time(expires_at)}"
-        result.delete_namespace = settings.expiry_action == "delete"
+        if settings.expiry_action == "delete":
+            delete_why = status["message"]
     else:
         status["allowedHosts"] = hosts
         if want_db:
-            result.objects += resources.database_objects(ns.name, settings)
+            target, warning = _database_target(ns, settings)
+            if warning and first:
+                result.events.append(warning)
+            result.objects += resources.database_objects(ns.name, settings, target_time=target)
             status["database"] = "Ready" if database_ready(cluster) else "Provisioning"
         if want_bucket:
             retain = ns.annotations.get(names.ANN_RETAIN_BUCKET, "").lower() == "true"
@@ -286,12 +331,19 @@ def plan(
             status["message"] = f"{' and '.join(pending)} not ready after {settings.provisioning_timeout}"
         else:
             status["phase"] = PHASE_PROVISIONING
-            result.requeue_after = (deadline - now).total_seconds()
+            requeue_at(deadline)
         if expires_at is not None:
-            until = (expires_at - now).total_seconds()
-            result.requeue_after = min(result.requeue_after or until, until)
+            requeue_at(expires_at)
 
     result.events += _transition_events(current, status, ns)
+    if delete_why and settings.dry_run:
+        # Said once (the status remembers it), not on every resync.
+        status["dryRun"] = f"would delete namespace {ns.name}: {delete_why}"
+        if current.get("dryRun") != status["dryRun"]:
+            result.events.append(Event("Normal", "DryRun", status["dryRun"]))
+    elif delete_why:
+        result.delete_namespace = True
+        result.events.append(Event("Normal", "Deleting", f"deleting namespace {ns.name}: {delete_why}"))
     return result
 
 
@@ -310,6 +362,7 @@ def _transition_events(current: Mapping[str, Any], status: Mapping[str, Any], ns
             PHASE_READY: "hosts: " + (", ".join(status["allowedHosts"]) or "none"),
             PHASE_FAILED: status["message"],
             PHASE_EXPIRED: status["message"],
+            PHASE_CLOSED: f"{status['message']}; hosts revoked",
             PHASE_TERMINATING: "namespace is being deleted; hosts revoked",
         }[phase]
         events.append(Event(kind, phase, f"preview {ns.name} is {phase}: {detail}"))

@@ -12,11 +12,13 @@ import gc
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from controller import names, policy, resources
-from controller.kube import ApiError, Kube, KubeError, slim
+from controller.kube import ApiError, Kube, KubeError, NotLeader, slim
+from controller.lifetime import PullRequest
 from controller.metrics import ControllerMetrics
 from controller.queue import WorkQueue
 from controller.settings import ControllerSettings
@@ -51,6 +53,17 @@ class Cache:
         self.previews: dict[str, dict[str, Any]] = {}
         self.clusters: dict[str, dict[str, Any]] = {}
         self.buckets: dict[str, dict[str, Any]] = {}
+        # Names of the Argo CD Applications in ARGOCD_NAMESPACE; None while they are not watched.
+        self.applications: set[str] | None = None
+        # What GitHub last said about each preview's pull request (filled by PullRequestChecker).
+        self.pull_requests: dict[str, PullRequest] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What a reconcile asks of the queue: run this key again after `requeue_after` seconds."""
+
+    requeue_after: float | None = None
 
 
 def _ns_of(obj: dict[str, Any]) -> str:
@@ -83,6 +96,7 @@ class Controller:
         self.claims = policy.ClaimIndex()
         self.queue = WorkQueue()
         self.domains = tuple(settings.preview_domains)
+        self.reserved = settings.reserved  # the broker's own host and RESERVED_HOSTS: never a preview's
         self.watchers: list[Watcher] = []
         self.available_kinds: set[str] = set()
         # Side jobs with their own queues (GitHub statuses, bucket emptying): told after every
@@ -144,6 +158,44 @@ class Controller:
 
         return sync, on_event
 
+    def _sync_applications(self, names_: list[str]) -> None:
+        fresh = set(names_)
+        changed = fresh ^ (self.cache.applications or set())
+        self.cache.applications = fresh
+        self._wake_for_applications(changed)
+
+    def _on_application(self, event: str, app: str) -> None:
+        apps = self.cache.applications if self.cache.applications is not None else set()
+        self.cache.applications = apps
+        if event == "DELETED":
+            if app in apps:
+                apps.discard(app)
+                self._wake_for_applications({app})
+        elif app not in apps:  # status updates of a known Application change nothing here
+            apps.add(app)
+            self._wake_for_applications({app})
+
+    def _wake_for_applications(self, apps: set[str]) -> None:
+        if not apps:
+            return
+        for view in self.cache.namespaces.values():
+            if self._application_of(view) in apps:
+                self.queue.add(view.name)
+
+    def _application_of(self, ns: policy.NamespaceView) -> str | None:
+        """The Application's name when the namespace names one in the watched Argo CD namespace."""
+        value = ns.annotations.get(names.ANN_ARGOCD_APP, "").strip()
+        if not value:
+            return None
+        app_ns, _, app = value.rpartition("/")
+        if app_ns and app_ns != self.settings.argocd_namespace:
+            return None  # an Application elsewhere: not watched, so no verdict
+        return app
+
+    def application_gone(self, ns: policy.NamespaceView) -> bool:
+        app = self._application_of(ns)
+        return app is not None and self.cache.applications is not None and app not in self.cache.applications
+
     def _watchers(self) -> list[Watcher]:
         restart = self.metrics.watch_restarts
 
@@ -169,6 +221,11 @@ class Controller:
             out.append(w("/apis/postgresql.cnpg.io/v1/clusters", "cnpg-clusters", cl_sync, cl_event, MANAGED_SELECTOR))
         if "Bucket" in self.available_kinds:
             out.append(w("/apis/s3.services.k8s.aws/v1alpha1/buckets", "ack-buckets", bk_sync, bk_event, MANAGED_SELECTOR))
+        if "Application" in self.available_kinds:
+            # Only the names: Applications are large, and all that matters is which still exist.
+            out.append(w(f"/apis/argoproj.io/v1alpha1/namespaces/{self.settings.argocd_namespace}/applications",
+                         "argocd-applications", self._sync_applications, self._on_application,
+                         transform=_name_of))
         return out
 
     async def _discover(self) -> None:
@@ -196,6 +253,7 @@ class Controller:
             if self.freeze_after_first_pass:
                 tasks.append(asyncio.create_task(self._freeze_after_first_pass(), name="freeze"))
             tasks.append(asyncio.create_task(self._resync(), name="resync"))
+            tasks.append(asyncio.create_task(self._sample_queue(), name="queue-gauges"))
             tasks += [asyncio.create_task(self._supervise(ext), name=type(ext).__name__) for ext in self.extensions]
             await asyncio.gather(*tasks)
         finally:
@@ -233,6 +291,13 @@ class Controller:
     def synced(self) -> bool:
         return bool(self.watchers) and all(w.synced.is_set() for w in self.watchers)
 
+    async def _sample_queue(self) -> None:
+        while True:
+            self.metrics.queue_depth.set(len(self.queue))
+            self.metrics.queue_oldest.set(self.queue.oldest_wait())
+            self.metrics.queue_delayed.set(self.queue.delayed())
+            await asyncio.sleep(1.0)
+
     async def _resync(self) -> None:
         while True:
             await asyncio.sleep(self.settings.resync_period)
@@ -244,15 +309,24 @@ class Controller:
             name = await self.queue.get()
             started = time.perf_counter()
             try:
-                await self.reconcile(name)
+                result = await self.reconcile(name)
+            except NotLeader as exc:
+                # The lease is gone or going; main stops everything. Not an error of this key.
+                log.info("reconcile_stopped", extra={"namespace": name, "why": str(exc)})
             except KubeError as exc:
                 self.metrics.reconcile_errors.inc()
-                log.warning("reconcile_failed", extra={"namespace": name, "error": str(exc)[:300]})
-                self.queue.add_after(name, 2.0)
+                delay = self.queue.retry(name)
+                log.warning("reconcile_failed", extra={"namespace": name, "error": str(exc)[:300],
+                                                       "attempt": self.queue.failures(name), "retry_in": delay})
             except Exception:  # a bad object must never take the controller down
                 self.metrics.reconcile_errors.inc()
-                log.exception("reconcile_crashed", extra={"namespace": name})
-                self.queue.add_after(name, 10.0)
+                delay = self.queue.retry(name)
+                log.exception("reconcile_crashed", extra={"namespace": name, "retry_in": delay})
+            else:
+                self.queue.forget(name)
+                if result.requeue_after is not None:
+                    # A hair late rather than early: at the exact instant the old state still holds.
+                    self.queue.add_after(name, result.requeue_after + 0.05)
             finally:
                 self.metrics.reconcile_seconds.observe(time.perf_counter() - started)
                 self.queue.done(name)
@@ -260,7 +334,7 @@ class Controller:
                     ext.notify(name)
 
     # --- one reconcile ------------------------------------------------------------------------
-    async def reconcile(self, name: str) -> None:
+    async def reconcile(self, name: str) -> Result:
         ns = self.cache.namespaces.get(name)
         current = self.cache.previews.get(name)
         if ns is None:
@@ -268,12 +342,14 @@ class Controller:
                 self.queue.add(other)
             if current is not None:
                 await self._delete_preview(name)
-            return
+            return Result()
         now = self.clock()
-        expires_at, _ = policy.expiry(ns, self.settings.default_ttl_seconds)
-        live = not ns.deleting and (expires_at is None or now < expires_at)
+        current_status = (current or {}).get("status") or {}
+        standing = policy.standing(ns, current=current_status, pr=self.cache.pull_requests.get(name),
+                                   application_gone=self.application_gone(ns), settings=self.settings, now=now)
+        live = not ns.deleting and standing.live
         candidates = policy.candidate_hosts(ns, self.cache.ingresses.get(name, {}).values(), self.settings.ingress_hosts)
-        valid, refused = policy.validate_hosts(candidates, self.domains)
+        valid, refused = policy.validate_hosts(candidates, self.domains, self.reserved)
         for other in self.claims.update(name, ns.created, valid if live else ()):
             self.queue.add(other)
         won = [h for h in valid if self.claims.owner(h) == name]
@@ -282,7 +358,6 @@ class Controller:
             for h in valid
             if live and self.claims.owner(h) not in (name, None)
         ]
-        current_status = (current or {}).get("status") or {}
         plan = policy.plan(
             ns,
             hosts=won,
@@ -292,6 +367,7 @@ class Controller:
             bucket=self.cache.buckets.get(name),
             settings=self.settings,
             now=now,
+            standing=standing,
         )
         if current is None:
             current = await self._create_preview(ns)
@@ -306,9 +382,14 @@ class Controller:
         for event in plan.events:
             await self._event(ns, event)
         if plan.delete_namespace:
-            await self._delete_namespace(name)
-        if plan.requeue_after is not None:
-            self.queue.add_after(name, plan.requeue_after + 0.05)
+            await self._delete_namespace(name, plan.status.get("message") or "")
+        return Result(plan.requeue_after)
+
+    async def announce(self, name: str, event: policy.Event) -> None:
+        """Record an Event on a preview namespace for a side job (best effort)."""
+        ns = self.cache.namespaces.get(name)
+        if ns is not None:
+            await self._event(ns, event)
 
     # --- writes ----------------------------------------------------------------------------------
     async def _create_preview(self, ns: policy.NamespaceView) -> dict[str, Any]:
@@ -351,6 +432,9 @@ class Controller:
         ns = obj["metadata"]["namespace"]
         if cache is not None and ns in cache:
             return
+        if obj["kind"] == "ObjectStore" and ns in self.cache.clusters:
+            return  # made before its Cluster, which exists: no create (and 409) on every resync
+
         try:
             created = await self.kube.create(resources.collection_path(obj), obj)
         except ApiError as exc:
@@ -389,10 +473,10 @@ class Controller:
         log.log(logging.WARNING if event.type == "Warning" else logging.INFO, "event",
                 extra={"namespace": ns.name, "reason": event.reason, "detail": event.message})
 
-    async def _delete_namespace(self, name: str) -> None:
+    async def _delete_namespace(self, name: str, why: str) -> None:
         try:
             await self.kube.delete(f"/api/v1/namespaces/{name}")
-            log.info("namespace_deleted", extra={"namespace": name, "why": "expired"})
+            log.info("namespace_deleted", extra={"namespace": name, "why": why})
         except ApiError as exc:
             if not exc.not_found:
                 raise

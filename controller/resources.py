@@ -71,23 +71,39 @@ def _s3_credentials(settings: ControllerSettings) -> dict[str, Any]:
     }
 
 
-def database_objects(namespace: str, settings: ControllerSettings) -> list[dict[str, Any]]:
+def database_objects(namespace: str, settings: ControllerSettings, *, target_time: str = "") -> list[dict[str, Any]]:
     """A CNPG Cluster recovered from the source's S3 backups, with no WAL archiving at all.
 
     Leaving out `spec.backup` (in-tree) and any WAL-archiver plugin (plugin form)
     is deliberate: a clone that archived into the source's path would corrupt
-    the source cluster's backup catalogue.
+    the source cluster's backup catalogue.  The Barman Cloud plugin is the
+    default form (CloudNativePG deprecates the in-tree barmanObjectStore since
+    1.26): an ObjectStore names the backups, the Cluster's external cluster
+    points at it.  `target_time` (RFC 3339) stops recovery at that moment.
     """
+    storage: dict[str, Any] = {"size": settings.database_storage_size}
+    if settings.database_storage_class:
+        storage["storageClass"] = settings.database_storage_class
+    recovery: dict[str, Any] = {"source": ORIGIN}
+    if target_time:
+        recovery["recoveryTarget"] = {"targetTime": target_time}
+    spec: dict[str, Any] = {
+        "instances": settings.database_instances,
+        "storage": storage,
+        "bootstrap": {"recovery": recovery},
+    }
+    if settings.database_image:
+        spec["imageName"] = settings.database_image
+    resources = settings.database_resources.model_dump(exclude_defaults=True)
+    if resources:
+        spec["resources"] = resources
     cluster: dict[str, Any] = {
         "apiVersion": "postgresql.cnpg.io/v1",
         "kind": "Cluster",
         "metadata": {"name": DATABASE_NAME, "namespace": namespace, "labels": _labels()},
-        "spec": {
-            "instances": settings.database_instances,
-            "storage": {"size": settings.database_storage_size},
-            "bootstrap": {"recovery": {"source": ORIGIN}},
-        },
+        "spec": spec,
     }
+    server_name = settings.database_source_name or ORIGIN
     objects: list[dict[str, Any]] = []
     if settings.database_mode == "plugin":
         objects.append(
@@ -99,29 +115,27 @@ def database_objects(namespace: str, settings: ControllerSettings) -> list[dict[
                     "configuration": {
                         "destinationPath": settings.database_destination_path,
                         "s3Credentials": _s3_credentials(settings),
+                        "wal": {"maxParallel": 8},
                     }
                 },
             }
         )
-        cluster["spec"]["externalClusters"] = [
+        spec["externalClusters"] = [
             {
                 "name": ORIGIN,
                 "plugin": {
                     "name": BARMAN_PLUGIN,
-                    "parameters": {
-                        "barmanObjectName": OBJECT_STORE_NAME,
-                        "serverName": settings.database_source_name or ORIGIN,
-                    },
+                    "parameters": {"barmanObjectName": OBJECT_STORE_NAME, "serverName": server_name},
                 },
             }
         ]
     else:
-        cluster["spec"]["externalClusters"] = [
+        spec["externalClusters"] = [
             {
                 "name": ORIGIN,
                 "barmanObjectStore": {
                     "destinationPath": settings.database_destination_path,
-                    "serverName": settings.database_source_name or ORIGIN,
+                    "serverName": server_name,
                     "s3Credentials": _s3_credentials(settings),
                     "wal": {"maxParallel": 8},
                 },
@@ -135,6 +149,7 @@ PLURALS = {
     "Cluster": ("postgresql.cnpg.io/v1", "clusters"),
     "ObjectStore": ("barmancloud.cnpg.io/v1", "objectstores"),
     "Bucket": ("s3.services.k8s.aws/v1alpha1", "buckets"),
+    "Application": ("argoproj.io/v1alpha1", "applications"),  # read only: a preview's Application gone = closed
 }
 
 

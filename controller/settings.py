@@ -2,17 +2,45 @@
 
 from __future__ import annotations
 
+import json
 import re
 import socket
+from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from broker.config import split_list
-from broker.hosts import parse_domains
+from broker.hosts import InvalidHost, normalize_host, parse_domains
 
 CommaList = Annotated[list[str], BeforeValidator(split_list)]
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+def _json_object(value: object) -> object:
+    """A JSON object from the environment ('{"requests": {"cpu": "100m"}}'); YAML mappings pass through."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value) if value.strip() else {}
+        except ValueError as exc:
+            raise ValueError(f"not JSON: {exc}") from None
+    return value
+
+
+def _empty_is_none(value: object) -> object:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+OptionalSeconds = Annotated[float | None, BeforeValidator(_empty_is_none)]
+Quantities = dict[Literal["cpu", "memory", "ephemeral-storage"], str]
+
+
+class Resources(BaseModel):
+    """Container resources as Kubernetes writes them (quantities are checked by the apiserver)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    requests: Quantities = Field(default_factory=dict)
+    limits: Quantities = Field(default_factory=dict)
 
 
 def parse_duration(text: str) -> float:
@@ -40,15 +68,21 @@ class ControllerSettings(BaseModel):
     kube_namespace: str = Field(
         default="preview-broker", description="Namespace where the allowlist is published (and the Lease lives)."
     )
-    default_ttl: str = Field(default="", description="Default lifetime of a preview (e.g. 72h); empty = no expiry.")
+    default_ttl: str = Field(
+        default="",
+        description="Default lifetime of a preview (e.g. 72h), counted from its last activity (creation or a new "
+        "head commit); empty = no expiry.",
+    )
     expiry_action: Literal["delete", "revoke"] = Field(
         default="revoke",
         description="On expiry: revoke the hosts only, or also delete the namespace (with Argo CD selfHeal "
         "a deleted namespace of an open PR comes back; revoke is the safe default).",
     )
     database_default: bool = Field(default=False, description="Create a cloned database unless a namespace opts out.")
-    database_mode: Literal["in-tree", "plugin"] = Field(
-        default="in-tree", description="CloudNativePG recovery: in-tree barmanObjectStore or the Barman Cloud plugin."
+    database_mode: Literal["plugin", "in-tree"] = Field(
+        default="plugin",
+        description="CloudNativePG recovery: the Barman Cloud plugin (an ObjectStore; needs the plugin installed) "
+        "or the in-tree barmanObjectStore (deprecated since CloudNativePG 1.26).",
     )
     database_source_name: str = Field(default="", description="serverName of the source cluster's backups.")
     database_destination_path: str = Field(default="", description="s3://bucket/path of the source cluster's backups.")
@@ -59,6 +93,22 @@ class ControllerSettings(BaseModel):
     )
     database_storage_size: str = Field(default="1Gi", description="Storage of the cloned database.")
     database_instances: int = Field(default=1, ge=1, le=5, description="Instances of the cloned database.")
+    database_storage_class: str = Field(
+        default="", description="StorageClass of the cloned database's volumes; empty = the cluster default."
+    )
+    database_image: str = Field(
+        default="", description="PostgreSQL image of the clone (same major version as the source); empty = CNPG's default."
+    )
+    database_resources: Annotated[Resources, BeforeValidator(_json_object)] = Field(
+        default_factory=Resources,
+        description='Resources of each database instance, as JSON: {"requests": {"cpu": "100m", "memory": "256Mi"}, '
+        '"limits": {"memory": "512Mi"}}.',
+    )
+    database_recovery_target_time: str = Field(
+        default="",
+        description="Point in time (RFC 3339) the clone is recovered to; empty = the end of the WAL archive. "
+        "The annotation preview-broker.io/database-target-time overrides it per preview.",
+    )
     bucket_default: bool = Field(default=False, description="Create an S3 bucket unless a namespace opts out.")
     bucket_prefix: str = Field(default="preview", description="Prefix of bucket names (kept DNS-valid).")
     bucket_suffix: str = Field(
@@ -82,9 +132,59 @@ class ControllerSettings(BaseModel):
         default="https", description="Scheme of the preview URL reported to GitHub."
     )
     provisioning_timeout: str = Field(default="30m", description="Time after which a not-ready preview is Failed.")
+    pull_request_check_interval: str = Field(
+        default="5m",
+        description="How often each preview's pull request is looked up on GitHub (conditional requests; needs the "
+        "GitHub credentials and the annotations preview-broker.io/github-repo and preview-broker.io/pr).",
+    )
+    github_rate_limit_reserve: int = Field(
+        default=200, ge=0,
+        description="GitHub requests kept in reserve for deployment statuses: pull-request checks pause until the "
+        "rate limit resets when fewer remain.",
+    )
+    argocd_namespace: str = Field(
+        default="argocd",
+        description="Namespace of the Argo CD Applications named by preview-broker.io/argocd-application annotations "
+        "(a preview whose Application is gone counts as closed).",
+    )
+    closed_action: Literal["delete", "revoke"] = Field(
+        default="delete",
+        description="When a preview's pull request is closed: revoke its hosts at once, then delete its namespace "
+        "(database, bucket and all) after CLOSED_GRACE unless Argo CD pruned it first; or only revoke.",
+    )
+    closed_grace: str = Field(
+        default="10m", description="Time Argo CD gets to prune a closed preview before the controller deletes it."
+    )
+    dry_run: bool = Field(
+        default=False,
+        description="Delete nothing (namespaces, bucket contents): log and record a DryRun Event for each deletion "
+        "instead. Hosts are still revoked on expiry and close.",
+    )
+    public_url: str = Field(
+        default="",
+        description="The broker's PUBLIC_URL: no preview may claim its host (or a host under it). Set it: without "
+        "it, a preview under PREVIEW_DOMAINS could claim the broker's own host.",
+    )
+    reserved_hosts: CommaList = Field(
+        default_factory=list,
+        description="Comma list of further hosts that no preview may claim, nor any host under them.",
+    )
     leader_election: bool = Field(default=True, description="Run only while holding the Lease.")
     lease_name: str = Field(default="preview-broker-controller", description="Name of the leader-election Lease.")
-    lease_duration: int = Field(default=15, ge=5, le=300, description="Lease duration in seconds.")
+    lease_duration: int = Field(
+        default=15, ge=2, le=300,
+        description="Seconds a follower waits after the leader's last renewal before taking the Lease over.",
+    )
+    renew_deadline: OptionalSeconds = Field(
+        default=None, gt=0,
+        description="Seconds the leader keeps acting without a successful renewal; then it stops writing and exits. "
+        "Must be less than LEASE_DURATION; empty = 2/3 of it (client-go's 15 s / 10 s).",
+    )
+    retry_period: OptionalSeconds = Field(
+        default=None, gt=0,
+        description="Seconds between attempts to acquire or renew the Lease; empty = 2/15 of LEASE_DURATION "
+        "(client-go's 2 s for 15 s).",
+    )
     identity: str = Field(default_factory=socket.gethostname, description="This replica's name in the Lease.")
     resync_period: int = Field(default=300, ge=10, description="Seconds between full re-reconciles.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
@@ -101,10 +201,32 @@ class ControllerSettings(BaseModel):
             parse_duration(v)
         return v
 
-    @field_validator("provisioning_timeout")
+    @field_validator("provisioning_timeout", "pull_request_check_interval", "closed_grace")
     @classmethod
-    def _timeout(cls, v: str) -> str:
+    def _durations(cls, v: str) -> str:
         parse_duration(v)
+        return v
+
+    @field_validator("reserved_hosts")
+    @classmethod
+    def _reserved(cls, v: list[str]) -> list[str]:
+        try:
+            return [normalize_host(h) for h in v]
+        except InvalidHost as exc:
+            raise ValueError(f"not a DNS name: {exc}") from None
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, v: str) -> str:
+        if v:
+            url_host(v)
+        return v
+
+    @field_validator("database_recovery_target_time")
+    @classmethod
+    def _target_time(cls, v: str) -> str:
+        if v:
+            parse_rfc3339(v)
         return v
 
     @model_validator(mode="after")
@@ -124,6 +246,14 @@ class ControllerSettings(BaseModel):
                 raise ConfigError(env_name("github_app_private_key_file"), "file not found")
         if self.database_destination_path and not self.database_destination_path.startswith("s3://"):
             raise ConfigError(env_name("database_destination_path"), "must look like s3://bucket/path")
+        # client-go's rules: followers wait lease_duration, the leader stops after renew_deadline
+        # without a renewal (the gap is the margin for clock rates and writes in flight), and it
+        # gets more than one try (with jitter) before the deadline.
+        if not self.renew_deadline_seconds < self.lease_duration:
+            raise ConfigError(env_name("renew_deadline"), f"must be less than LEASE_DURATION ({self.lease_duration})")
+        if not self.retry_period_seconds * 1.2 < self.renew_deadline_seconds:
+            raise ConfigError(env_name("retry_period"),
+                              f"must be less than RENEW_DEADLINE / 1.2 ({self.renew_deadline_seconds / 1.2:.2f})")
         return self
 
     @property
@@ -137,3 +267,51 @@ class ControllerSettings(BaseModel):
     @property
     def provisioning_timeout_seconds(self) -> float:
         return parse_duration(self.provisioning_timeout)
+
+    @property
+    def renew_deadline_seconds(self) -> float:
+        return self.renew_deadline if self.renew_deadline is not None else self.lease_duration * 2 / 3
+
+    @property
+    def retry_period_seconds(self) -> float:
+        return self.retry_period if self.retry_period is not None else self.lease_duration * 2 / 15
+
+    @property
+    def pull_request_check_seconds(self) -> float:
+        return parse_duration(self.pull_request_check_interval)
+
+    @property
+    def closed_grace_seconds(self) -> float:
+        return parse_duration(self.closed_grace)
+
+    @property
+    def reserved(self) -> dict[str, str]:
+        """Hosts no preview may claim (nor any host under them) -> why, for the refusal."""
+        out = {h: "reserved (RESERVED_HOSTS)" for h in self.reserved_hosts}
+        if self.public_url:
+            out[url_host(self.public_url)] = "the broker's own host (PUBLIC_URL)"
+        return out
+
+
+def url_host(url: str) -> str:
+    """The normalized host of an absolute http(s) URL; ValueError otherwise."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError(f"{url!r} is not an absolute URL like https://auth.example.com")
+    try:
+        return normalize_host(parts.hostname)
+    except InvalidHost as exc:
+        raise ValueError(f"{url!r}: {exc}") from None
+
+
+def parse_rfc3339(text: str) -> datetime:
+    """An aware datetime from RFC 3339 text; ValueError otherwise (a time zone is required)."""
+    try:
+        parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{text!r} is not an RFC 3339 time like 2026-01-31T23:00:00Z") from None
+    if parsed.tzinfo is None:
+        raise ValueError(f"{text!r} has no time zone (add Z or +01:00)")
+    return parsed

@@ -7,6 +7,10 @@
   -> drop the connection and watch again.  Bookmarks keep a healthy stream talking.
 * API errors back off exponentially (capped), never crash the process.
 
+Health: `failing_for()` says how long the watch has been failing without a single
+success in between (a list, an open stream, a line); `stopped` that its loop ended.
+/healthz reads both (controller/health.py).
+
 `on_sync(items)` gets the full list after every (re)list, so caches can drop what
 disappeared while nobody was watching; `on_event(type, item)` gets each change.
 With `transform`, items are what it makes of each object, applied as every page
@@ -20,6 +24,7 @@ import asyncio
 import json
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -84,8 +89,29 @@ class Watcher:
         self.transform = transform or (lambda obj: obj)
         self.synced = asyncio.Event()
         self.resource_version = ""
+        self.stopped = False
+        self._failing_since: float | None = None
+
+    def failing_for(self, now: float | None = None) -> float:
+        """Seconds since the first failure after the last success; 0 while healthy."""
+        if self._failing_since is None:
+            return 0.0
+        return (time.monotonic() if now is None else now) - self._failing_since
+
+    def _ok(self) -> None:
+        self._failing_since = None
+
+    def _failed(self) -> None:
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            self.stopped = True
+
+    async def _run(self) -> None:
         backoff = Backoff()
         need_list = True
         while True:
@@ -94,6 +120,7 @@ class Watcher:
                     await self._list()
                     need_list = False
                     self.synced.set()
+                    self._ok()
                 await self._watch()
                 backoff.reset()
             except asyncio.CancelledError:
@@ -103,6 +130,7 @@ class Watcher:
                 self.on_restart("gone")
                 need_list = True
             except (KubeError, aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
+                self._failed()
                 delay = backoff.next()
                 log.warning("watch_error", extra={"watch": self.name, "error": str(exc)[:300], "retry_in": round(delay, 2)})
                 if isinstance(exc, ApiError) and exc.gone:  # "too old resource version" on the watch request
@@ -138,6 +166,7 @@ class Watcher:
         }
         timeout = aiohttp.ClientTimeout(total=None, connect=10, sock_connect=10, sock_read=self.inactivity)
         resp = await self.kube.open("GET", self.path, query=query, timeout=timeout)
+        self._ok()
         try:
             while True:
                 # asyncio.timeout, not wait_for: on Python 3.11 wait_for drops a cancellation that
@@ -164,6 +193,7 @@ class Watcher:
                 except Exception:  # one bad object must not stop the watch
                     log.exception("watch_handler_failed", extra={"watch": self.name})
         except asyncio.TimeoutError:
+            # Not counted as a failure: reconnecting is the cure, and its success or failure counts.
             log.info("watch_stalled", extra={"watch": self.name, "after_s": self.inactivity})
             self.on_restart("stall")
         finally:

@@ -3,118 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
-import ssl
 import uuid
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 
-from broker.kube_allowlist import KubernetesAllowlist
 from controller import names
 from controller.kube import Kube
-from controller.reconciler import PE_PATH, Controller
-from controller.settings import ControllerSettings
+from controller.reconciler import Controller
+from tests.support.controller_rig import DOMAIN, Rig, eventually
 from tests.support.controlplane import ControlPlane
 
 pytestmark = [pytest.mark.cluster]
-DOMAIN = "preview.example.com"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.offset = timedelta()
-
-    def __call__(self) -> datetime:
-        return datetime.now(UTC) + self.offset
-
-
-@dataclass
-class Rig:
-    cp: ControlPlane
-    kube: Kube
-    controller: Controller
-    allowlist: KubernetesAllowlist
-    clock: Clock
-    api: httpx.AsyncClient
-
-    async def namespace(self, *, host: str | None = None, annotations: dict[str, str] | None = None,
-                        labels: dict[str, str] | None = None, name: str | None = None) -> str:
-        name = name or f"pr-{uuid.uuid4().hex[:8]}"
-        ann = dict(annotations or {})
-        if host:
-            ann[names.ANN_HOST] = host
-        body = {"metadata": {"name": name, "labels": {names.LABEL_PREVIEW: "true", **(labels or {})},
-                             "annotations": ann}}
-        r = await self.api.post("/api/v1/namespaces", json=body)
-        assert r.status_code == 201, r.text
-        return name
-
-    async def preview(self, name: str) -> dict[str, Any] | None:
-        r = await self.api.get(f"{PE_PATH}/{name}")
-        return r.json() if r.status_code == 200 else None
-
-    async def events(self, ns: str) -> list[dict[str, Any]]:
-        return (await self.api.get(f"/api/v1/namespaces/{ns}/events")).json()["items"]
-
-
-async def eventually(check: Callable[[], Any], what: str, timeout: float = 20) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
-def controller_settings(**kw: Any) -> ControllerSettings:
-    return ControllerSettings.model_validate({"preview_domains": [DOMAIN], "identity": "test", **kw})
-
-
-@contextlib.asynccontextmanager
-async def make_rig(control_plane: ControlPlane, **overrides: Any) -> AsyncIterator[Rig]:
-    kube = await Kube.from_kubeconfig(str(control_plane.kubeconfig))
-    broker_kube = await Kube.from_kubeconfig(str(control_plane.kubeconfig))
-    clock = Clock()
-    controller = Controller(kube, controller_settings(**overrides), clock=clock)
-    task = asyncio.create_task(controller.run())
-    allowlist = KubernetesAllowlist(kube=broker_kube)
-    await allowlist.start()
-    api = httpx.AsyncClient(
-        base_url=control_plane.api_url,
-        headers={"Authorization": f"Bearer {control_plane.admin_token}"},
-        verify=ssl.create_default_context(cafile=str(control_plane.ca_file)),
-    )
-    try:
-        await eventually(lambda: controller.synced and allowlist.ready, "controller and allowlist synced")
-        yield Rig(control_plane, kube, controller, allowlist, clock, api)
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await allowlist.stop()
-        await broker_kube.close()
-        await kube.close()
-        await api.aclose()
-
-
-@pytest.fixture
-async def rig(control_plane: ControlPlane, request, caplog) -> AsyncIterator[Rig]:
-    # INFO, as in production: every log call really runs (one with a bad field crashed reconciles).
-    caplog.set_level(logging.INFO)
-    async with make_rig(control_plane, **(getattr(request, "param", {}) or {})) as r:
-        yield r
-    # A test can pass while the controller crashes behind it and a retry hides the crash.
-    records = caplog.get_records("setup") + caplog.get_records("call")
-    assert [r.getMessage() for r in records if r.getMessage().endswith("_crashed")] == []
 
 
 async def test_namespace_host_becomes_valid_then_leaves_before_namespace_is_gone(rig: Rig) -> None:

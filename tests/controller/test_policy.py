@@ -9,6 +9,7 @@ import pytest
 
 from broker.config import ConfigError, load
 from controller import names, resources
+from controller.lifetime import PullRequest
 from controller.policy import (
     ClaimIndex,
     IngressView,
@@ -16,8 +17,8 @@ from controller.policy import (
     bucket_ready,
     candidate_hosts,
     database_ready,
-    expiry,
     plan,
+    standing,
     validate_hosts,
 )
 from controller.settings import ControllerSettings, parse_duration
@@ -64,25 +65,44 @@ def test_claims_oldest_namespace_wins_and_release_hands_over() -> None:
     assert idx.remove("new") == set() and idx.owner(h) is None
 
 
+BROKER = "auth.preview.example.com"
+
+
 @pytest.mark.parametrize(
-    ("labels", "annotations", "default", "expected"),
+    ("raw", "reason"),
     [
-        ({}, {}, None, None),
-        ({}, {}, 3600.0, T0 + timedelta(hours=1)),
-        ({}, {names.ANN_TTL: "72h"}, 3600.0, T0 + timedelta(hours=72)),
-        ({}, {names.ANN_EXPIRES_AT: "2026-12-01T00:00:00Z"}, 3600.0, datetime(2026, 12, 1, tzinfo=UTC)),
-        ({names.LABEL_KEEP: "true"}, {names.ANN_TTL: "1h"}, 3600.0, None),
-        ({}, {names.ANN_TTL: "soon"}, 60.0, T0 + timedelta(seconds=60)),
+        (BROKER, "the broker's own host (PUBLIC_URL)"),
+        ("AUTH.Preview.Example.com.", "the broker's own host (PUBLIC_URL)"),  # normalized before the check
+        ("x.auth.preview.example.com", "the broker's own host (PUBLIC_URL)"),  # under it: could set its cookies
+        ("status.preview.example.com", "reserved (RESERVED_HOSTS)"),
+        ("a.b.internal.preview.example.com", "reserved (RESERVED_HOSTS)"),
+        ("xauth.preview.example.com", None),  # a longer label is another host, not a subdomain
+        ("auth-1.preview.example.com", None),
+        ("pr-1.preview.example.com", None),
     ],
 )
-def test_expiry(labels, annotations, default, expected) -> None:
-    at, _ = expiry(ns(labels=labels, annotations=annotations), default)
-    assert at == expected
+def test_the_broker_host_and_reserved_hosts_are_never_a_previews(raw, reason) -> None:
+    s = settings(public_url=f"https://{BROKER}/", reserved_hosts="status.preview.example.com,internal.preview.example.com")
+    valid, refused = validate_hosts([(raw, "annotation")], DOMAINS, s.reserved)
+    if reason is None:
+        assert valid and not refused
+    else:
+        assert valid == [] and refused == [{"host": refused[0]["host"], "reason": f"{reason} (annotation)"}]
 
 
-def test_bad_ttl_warns() -> None:
-    _, warning = expiry(ns(annotations={names.ANN_TTL: "soon"}), None)
-    assert warning is not None and warning.type == "Warning"
+def test_without_public_url_or_reserved_hosts_nothing_is_reserved() -> None:
+    assert settings().reserved == {}
+    valid, _ = validate_hosts([(BROKER, "annotation")], DOMAINS, settings().reserved)
+    assert valid == [BROKER]
+
+
+@pytest.mark.parametrize(("field", "value"), [("public_url", "auth.example.com"), ("public_url", "https://"),
+                                               ("reserved_hosts", "not a host")])
+def test_reserved_settings_errors_name_the_setting(field, value) -> None:
+    with pytest.raises(ConfigError) as err:
+        load(ControllerSettings, {"PREVIEW_BROKER_PREVIEW_DOMAINS": "preview.example.com",
+                                  f"PREVIEW_BROKER_{field.upper()}": value})
+    assert err.value.setting == f"PREVIEW_BROKER_{field.upper()}"
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("72h", 259200), ("1d12h", 129600), ("90m", 5400), ("30s", 30)])
@@ -118,9 +138,11 @@ def test_bucket_ready(conds, ok) -> None:
     assert bucket_ready({"status": {"conditions": conds}}) is ok
 
 
-def _plan(n, now=T0, current=None, cluster=None, bucket=None, **kw):
+def _plan(n, now=T0, current=None, cluster=None, bucket=None, pr=None, app_gone=False, **kw):
+    s = settings(**kw)
+    st = standing(n, current=current, pr=pr, application_gone=app_gone, settings=s, now=now)
     return plan(n, hosts=["pr-1.preview.example.com"], refused=[], current=current, cluster=cluster, bucket=bucket,
-                settings=settings(**kw), now=now)
+                settings=s, now=now, standing=st)
 
 
 def test_plain_preview_is_ready_and_announced_once() -> None:
@@ -155,7 +177,7 @@ def test_database_and_bucket_provisioning_then_ready_then_failed() -> None:
     kw = {"database_destination_path": "s3://backups/main", "database_source_name": "main"}
     p = _plan(n, **kw)
     assert p.status["phase"] == "Provisioning"
-    assert {o["kind"] for o in p.objects} == {"Cluster", "Bucket"}
+    assert [o["kind"] for o in p.objects] == ["ObjectStore", "Cluster", "Bucket"]  # the plugin form by default
     ready = _plan(n, cluster=_cluster("Cluster in healthy state", "True"),
                   bucket={"status": {"conditions": [{"type": "ACK.ResourceSynced", "status": "True"}]}}, **kw)
     assert ready.status["phase"] == "Ready"
@@ -164,7 +186,8 @@ def test_database_and_bucket_provisioning_then_ready_then_failed() -> None:
 
 
 def test_in_tree_recovery_never_archives_wal() -> None:
-    s = settings(database_destination_path="s3://backups/main", database_source_name="main", database_s3_secret="aws")
+    s = settings(database_mode="in-tree", database_destination_path="s3://backups/main", database_source_name="main",
+                 database_s3_secret="aws")
     (cluster,) = resources.database_objects("pr-1", s)
     spec = cluster["spec"]
     assert "backup" not in spec and "plugins" not in spec
@@ -174,12 +197,64 @@ def test_in_tree_recovery_never_archives_wal() -> None:
 
 
 def test_plugin_recovery_uses_object_store_and_no_wal_archiver() -> None:
-    s = settings(database_mode="plugin", database_destination_path="s3://backups/main", database_source_name="main")
+    s = settings(database_destination_path="s3://backups/main", database_source_name="main")
+    assert s.database_mode == "plugin"  # the default since CloudNativePG deprecated barmanObjectStore (1.26)
     store, cluster = resources.database_objects("pr-1", s)
     assert store["kind"] == "ObjectStore" and store["spec"]["configuration"]["destinationPath"] == "s3://backups/main"
     ext = cluster["spec"]["externalClusters"][0]["plugin"]
     assert ext["name"] == "barman-cloud.cloudnative-pg.io" and ext["parameters"]["barmanObjectName"] == store["metadata"]["name"]
     assert "plugins" not in cluster["spec"] and "backup" not in cluster["spec"]
+
+
+def test_database_defaults_leave_class_image_resources_and_target_to_cnpg() -> None:
+    (_, cluster) = resources.database_objects("pr-1", settings(database_destination_path="s3://b/p"))
+    spec = cluster["spec"]
+    assert spec["storage"] == {"size": "1Gi"} and spec["bootstrap"] == {"recovery": {"source": "origin"}}
+    assert "imageName" not in spec and "resources" not in spec
+
+
+def test_database_storage_class_image_resources_and_point_in_time_are_settable() -> None:
+    s = load(ControllerSettings, {
+        "PREVIEW_BROKER_PREVIEW_DOMAINS": "preview.example.com",
+        "PREVIEW_BROKER_DATABASE_DESTINATION_PATH": "s3://backups/main",
+        "PREVIEW_BROKER_DATABASE_STORAGE_CLASS": "gp3",
+        "PREVIEW_BROKER_DATABASE_IMAGE": "ghcr.io/cloudnative-pg/postgresql:17.5",
+        "PREVIEW_BROKER_DATABASE_RESOURCES": '{"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}}',
+        "PREVIEW_BROKER_DATABASE_RECOVERY_TARGET_TIME": "2026-11-27T23:00:00Z",
+    })
+    p = _plan(ns(annotations={names.ANN_DATABASE: "true"}), **s.model_dump())
+    (cluster,) = [o for o in p.objects if o["kind"] == "Cluster"]
+    spec = cluster["spec"]
+    assert spec["storage"] == {"size": "1Gi", "storageClass": "gp3"}
+    assert spec["imageName"] == "ghcr.io/cloudnative-pg/postgresql:17.5"
+    assert spec["resources"] == {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}}
+    assert spec["bootstrap"]["recovery"] == {"source": "origin", "recoveryTarget": {"targetTime": "2026-11-27T23:00:00Z"}}
+
+
+@pytest.mark.parametrize(
+    ("annotation", "target", "warned"),
+    [("2026-11-01T08:30:00+01:00", "2026-11-01T07:30:00Z", False),  # per preview, normalized to UTC
+     ("yesterday", "2026-11-27T23:00:00Z", True)],  # unreadable: the setting's, and a Warning once
+)
+def test_a_preview_may_pick_its_own_point_in_time(annotation, target, warned) -> None:
+    n = ns(annotations={names.ANN_DATABASE: "true", names.ANN_DATABASE_TARGET_TIME: annotation})
+    p = _plan(n, database_destination_path="s3://b/p", database_recovery_target_time="2026-11-27T23:00:00Z")
+    (cluster,) = [o for o in p.objects if o["kind"] == "Cluster"]
+    assert cluster["spec"]["bootstrap"]["recovery"]["recoveryTarget"] == {"targetTime": target}
+    assert ("InvalidDatabaseTarget" in [e.reason for e in p.events]) is warned
+
+
+@pytest.mark.parametrize(
+    ("env", "setting"),
+    [({"PREVIEW_BROKER_DATABASE_RESOURCES": "cpu=1"}, "PREVIEW_BROKER_DATABASE_RESOURCES"),
+     ({"PREVIEW_BROKER_DATABASE_RESOURCES": '{"requests": {"gpu": "1"}}'}, "PREVIEW_BROKER_DATABASE_RESOURCES"),
+     ({"PREVIEW_BROKER_DATABASE_RECOVERY_TARGET_TIME": "2026-11-27 23:00"}, "PREVIEW_BROKER_DATABASE_RECOVERY_TARGET_TIME"),
+     ({"PREVIEW_BROKER_DATABASE_MODE": "barman"}, "PREVIEW_BROKER_DATABASE_MODE")],
+)
+def test_database_settings_errors_name_the_setting(env, setting) -> None:
+    with pytest.raises(ConfigError) as err:
+        load(ControllerSettings, {"PREVIEW_BROKER_PREVIEW_DOMAINS": "preview.example.com", **env})
+    assert err.value.setting == setting
 
 
 @pytest.mark.parametrize("namespace", ["pr-1", "PR_1", "a" * 63, "x", "pr-" + "9" * 60, "--weird--ns--"])

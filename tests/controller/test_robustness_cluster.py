@@ -12,7 +12,7 @@ import uuid
 import httpx
 import pytest
 
-from tests.controller.test_controller_cluster import DOMAIN, Rig, eventually, make_rig, rig  # noqa: F401
+from tests.support.controller_rig import DOMAIN, Rig, eventually, make_rig
 from tests.support.controlplane import ControlPlane, cleanup, install_crds, start_control_plane
 from tests.support.procs import Proc
 

@@ -17,7 +17,7 @@ from controller.buckets import BucketJanitor
 from controller.deployments import ANN_REPO, ANN_SHA, DeploymentReporter
 from controller.github import GitHubClient, StaticToken
 from controller.resources import EMPTY_BUCKET_FINALIZER
-from tests.controller.test_controller_cluster import DOMAIN, Rig, eventually, make_rig
+from tests.support.controller_rig import DOMAIN, Rig, eventually, make_rig
 from tests.support.controlplane import ControlPlane
 from tests.support.procs import free_port
 
