@@ -24,6 +24,10 @@ PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' https: http:; "
     "frame-ancestors 'none'; base-uri 'none'",
 }
+# A page whose form POSTs: browsers send `Origin: null` on a POST from a page with the
+# no-referrer policy, so these pages name their origin instead (and only their origin, to
+# other sites): the endpoints that take the form check that Origin.
+FORM_PAGE_HEADERS = {**PAGE_HEADERS, "Referrer-Policy": "strict-origin-when-cross-origin"}
 # The characters Starlette's RedirectResponse does not quote (its `safe` set plus the unreserved ones).
 _LOCATION_AS_IS = re.compile(r"[A-Za-z0-9_.~\-:/%#?=@\[\]!$&'()*+,;]*")
 
@@ -58,8 +62,9 @@ def redirect(url: str, cookies: Iterable[bytes] = (), status: int = 302) -> Resp
     return RawResponse(status, headers)
 
 
-def _html(status: int, title: str, body: str, cookies: Iterable[bytes]) -> HTMLResponse:
-    resp = HTMLResponse(_PAGE.format(title=escape(title), body=body), status_code=status, headers=PAGE_HEADERS)
+def _html(status: int, title: str, body: str, cookies: Iterable[bytes],
+          headers: dict[str, str] = PAGE_HEADERS) -> HTMLResponse:
+    resp = HTMLResponse(_PAGE.format(title=escape(title), body=body), status_code=status, headers=headers)
     resp.raw_headers += [(b"set-cookie", c) for c in cookies]
     return resp
 
@@ -86,4 +91,4 @@ def form_page(
     body = (f"<p>{escape(message)}</p>{shown}"
             f'<form method="post" action="{escape(action)}">{hidden}<button type="submit">{escape(button)}</button>'
             "</form>")
-    return _html(200, title, body, cookies)
+    return _html(200, title, body, cookies, FORM_PAGE_HEADERS)

@@ -30,7 +30,7 @@ def browser(stack: Stack):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = launch(p, f"--host-resolver-rules={stack.host_resolver_rules()}")
+        b = launch(p, *stack.browser_args())
         yield b
         b.close()
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from tests.support.procs import Proc, free_port, http_ok, wait_until
 from tests.support.testbin import binary
+
+if TYPE_CHECKING:
+    from tests.support.tls import Certs
 
 DEX_CLIENT_ID = "preview-broker"
 DEX_CLIENT_SECRET = "dex-client-secret-for-tests-only"
@@ -17,6 +21,8 @@ APP_CLIENT_ID = "pr-app"
 APP_CLIENT_SECRET = "pr-app-secret-for-tests-only"
 DEX_USER_EMAIL = "admin@example.com"
 DEX_USER_PASSWORD = "password"
+# A second person, for the attacks the end-to-end tests replay (same password, another account).
+ATTACKER_EMAIL = "mallory@example.com"
 # bcrypt("password"), the example hash from Dex's own documentation.
 DEX_USER_HASH = "$2a$10$2b2cU8CPhOTaGrs1HRQuAueS7JTT5ZHsHSzYiFPm1leZck7Mc8T4W"
 
@@ -36,19 +42,25 @@ def app_client(redirect_uris: list[str]) -> dict:
     return {"id": APP_CLIENT_ID, "secret": APP_CLIENT_SECRET, "name": "preview app", "redirectURIs": redirect_uris}
 
 
-def start_dex(workdir: Path, redirect_uris: list[str], extra_clients: list[dict] | None = None) -> Dex:
+def start_dex(workdir: Path, redirect_uris: list[str], extra_clients: list[dict] | None = None,
+              certs: Certs | None = None) -> Dex:
+    """Dex on loopback; over https with `certs` (its issuer is then https://127.0.0.1:<port>/dex)."""
     port = free_port()
-    issuer = f"http://127.0.0.1:{port}/dex"
+    issuer = f"{'https' if certs else 'http'}://127.0.0.1:{port}/dex"
+    web = ({"https": f"127.0.0.1:{port}", "tlsCert": str(certs.cert_file), "tlsKey": str(certs.key_file)}
+           if certs else {"http": f"127.0.0.1:{port}"})
     config = {
         "issuer": issuer,
         "storage": {"type": "memory"},
-        "web": {"http": f"127.0.0.1:{port}"},
+        "web": web,
         "logger": {"level": "info", "format": "json"},
         "oauth2": {"skipApprovalScreen": True, "responseTypes": ["code"]},
         "enablePasswordDB": True,
         "staticPasswords": [
             {"email": DEX_USER_EMAIL, "hash": DEX_USER_HASH, "username": "admin", "preferredUsername": "admin",
-             "userID": "08a8684b-db88-4b73-90a9-3cd1661f5466"}
+             "userID": "08a8684b-db88-4b73-90a9-3cd1661f5466"},
+            {"email": ATTACKER_EMAIL, "hash": DEX_USER_HASH, "username": "mallory", "preferredUsername": "mallory",
+             "userID": "5c3b0a3e-6c47-4f7e-9d7e-3a1f4a2b9c66"},
         ],
         "staticClients": [
             {"id": DEX_CLIENT_ID, "secret": DEX_CLIENT_SECRET, "name": "preview-broker", "redirectURIs": redirect_uris},
@@ -60,5 +72,6 @@ def start_dex(workdir: Path, redirect_uris: list[str], extra_clients: list[dict]
     cfg = workdir / "dex.yaml"
     cfg.write_text(yaml.safe_dump(config))
     proc = Proc("dex", [str(binary("dex")), "serve", str(cfg)], workdir / "dex.log").start()
-    wait_until(http_ok(f"{issuer}/.well-known/openid-configuration"), "Dex discovery", 30, proc)
+    verify = certs.context() if certs else True
+    wait_until(http_ok(f"{issuer}/.well-known/openid-configuration", verify=verify), "Dex discovery", 30, proc)
     return Dex(proc, issuer, port)

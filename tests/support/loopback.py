@@ -7,6 +7,8 @@ loopback.
 
 from __future__ import annotations
 
+import ssl
+
 import httpcore
 import httpx
 
@@ -16,7 +18,8 @@ class _LoopbackBackend(httpcore.SyncBackend):
         return super().connect_tcp("127.0.0.1", port, timeout, local_address, socket_options)
 
 
-def loopback_client(**kwargs) -> httpx.Client:
-    transport = httpx.HTTPTransport()
+def loopback_client(verify: ssl.SSLContext | bool = True, **kwargs) -> httpx.Client:
+    """`verify`: e.g. a context trusting this run's test CA; the transport holds it."""
+    transport = httpx.HTTPTransport(verify=verify)
     transport._pool._network_backend = _LoopbackBackend()  # httpcore's documented extension point
     return httpx.Client(transport=transport, **kwargs)

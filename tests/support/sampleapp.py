@@ -3,10 +3,14 @@
     python -m tests.support.sampleapp --mode gate  --port 9001 --name pr-1
     python -m tests.support.sampleapp --mode relay --port 9002 --name pr-2 --broker URL --issuer URL \\
         --client-id pr-app --client-secret S
+    python -m tests.support.sampleapp --mode evil  --port 9003 --name pr-666 --record FILE
 
 gate:  protected by the ingress (forward auth); shows the identity headers the broker set.
-relay: an OAuth client itself; logs in through the broker's /oauth2/relay, exchanges the code
-       at the IdP with the broker's callback as redirect_uri, and shows who logged in.
+relay: an OAuth client itself; its "Sign in" link goes through the broker's /oauth2/relay; it
+       exchanges the code at the IdP with the broker's callback as redirect_uri.
+evil:  an attacker's preview app: a gate app that records every request that reaches it
+       (headers and cookies included) in FILE, one JSON object a line, and serves any page a
+       test asks for at /__page?html=... (its own origin, its own scripts).
 """
 
 from __future__ import annotations
@@ -32,15 +36,22 @@ PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{name}</title>
 <body><h1>{name} <small>({mode} mode)</small></h1>{body}</body></html>"""
 
 
-def gate_app(name: str) -> Starlette:
+def gate_app(name: str, record: str = "") -> Starlette:
     async def page(request: Request) -> Response:
+        if record:
+            with open(record, "a") as out:
+                out.write(json.dumps({"method": request.method, "path": request.url.path,
+                                      "query": request.url.query, "headers": dict(request.headers)}) + "\n")
+            if request.url.path == "/__page":
+                return HTMLResponse(request.query_params.get("html", ""))
         user = request.headers.get("x-auth-request-user", "")
         email = request.headers.get("x-auth-request-email", "")
         path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         body = (
             f'<p class="who">Signed in as <b id="user">{escape(user)}</b> (<span id="email">{escape(email)}</span>)</p>'
             f'<p>You are at <code id="path">{escape(path)}</code></p>'
-            '<p><a id="signout" href="/oauth2/sign_out?rd=/">Sign out</a></p>'
+            # Sign-out is a POST from the preview's own page (a GET only asks, on the broker's page).
+            '<form method="post" action="/oauth2/sign_out?rd=/"><button id="signout">Sign out</button></form>'
         )
         return HTMLResponse(PAGE.format(name=escape(name), mode="gate", body=body))
 
@@ -64,7 +75,11 @@ def relay_app(name: str, broker: str, issuer: str, client_id: str, client_secret
             who = None
         if who:
             body = f'<p class="who">Signed in as <b id="email">{escape(who["email"])}</b> via relay</p>'
-            return HTMLResponse(PAGE.format(name=escape(name), mode="relay", body=body))
+        else:
+            body = '<p><a id="login" href="/login">Sign in</a></p>'
+        return HTMLResponse(PAGE.format(name=escape(name), mode="relay", body=body))
+
+    async def login(request: Request) -> Response:
         state, verifier = secrets.token_urlsafe(16), secrets.token_urlsafe(48)
         params = {
             "return_to": origin(request) + "/callback",
@@ -105,20 +120,24 @@ def relay_app(name: str, broker: str, issuer: str, client_id: str, client_secret
         resp.delete_cookie("app_login")
         return resp
 
-    return Starlette(routes=[Route("/", home), Route("/callback", callback)])
+    return Starlette(routes=[Route("/", home), Route("/login", login), Route("/callback", callback)])
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--mode", choices=["gate", "relay"], required=True)
+    p.add_argument("--mode", choices=["gate", "relay", "evil"], required=True)
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--name", default="preview")
     p.add_argument("--broker", default="")
     p.add_argument("--issuer", default="")
     p.add_argument("--client-id", default="")
     p.add_argument("--client-secret", default="")
+    p.add_argument("--record", default="", help="evil mode: where to record the requests that reach the app")
     a = p.parse_args()
-    app = gate_app(a.name) if a.mode == "gate" else relay_app(a.name, a.broker, a.issuer, a.client_id, a.client_secret)
+    if a.mode == "relay":
+        app = relay_app(a.name, a.broker, a.issuer, a.client_id, a.client_secret)
+    else:
+        app = gate_app(a.name, a.record if a.mode == "evil" else "")
     uvicorn.run(app, host="127.0.0.1", port=a.port, log_level="warning")
 
 

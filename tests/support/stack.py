@@ -1,20 +1,33 @@
 """The whole preview-broker stack on loopback, as the end-to-end tests and `make demo` use it.
 
-Real control plane + CRDs, real Dex, the controller and the broker as processes
-(`preview-broker controller|broker`, kubernetes allowlist source), Traefik
-reading Ingresses from the apiserver (its Kubernetes Ingress provider with a
-ForwardAuth middleware, and its NGINX-annotation provider), and sample preview
-apps behind ExternalName Services (loopback IPs are refused in EndpointSlices).
+Real control plane + CRDs, real Dex, the controller and TWO broker replicas as processes
+(`preview-broker controller|broker`, kubernetes allowlist source), Traefik reading Ingresses
+from the apiserver (its Kubernetes Ingress provider with a ForwardAuth middleware, and its
+NGINX-annotation provider), and sample preview apps behind ExternalName Services (loopback
+IPs are refused in EndpointSlices).
+
+Production mode (the default, what the browser tests use): every host is served over https
+with a certificate of a CA made for this run (tests/support/tls.py); the brokers run
+WITHOUT ALLOW_HTTP; Dex's issuer is https; Traefik's `websecure` entry point serves the
+previews and the broker's public host, its `web` entry point the same routes over plain http
+(so a test can show that http never yields a session).  `make demo` may ask for plain http.
+
+Traefik load-balances the two brokers: the public host auth.preview.test, and an internal
+entry point (the cluster Service, in production) that forward auth and the nginx-style
+`/oauth2/` routes call.  That internal entry point trusts X-Forwarded-* from loopback only, as
+a Service behind the ingress would; the public entry points overwrite them.
 
 Preview namespaces, labelled as Argo CD would:
-  pr-1  gate mode through Traefik ForwardAuth        http://pr-1.preview.test:<traefik>/
-  pr-2  relay mode (the app is an OAuth client)      http://pr-2.preview.test:<traefik>/
-  pr-3  gate mode through NGINX annotations          http://pr-3.preview.test:<traefik>/
+  pr-1    gate mode through Traefik ForwardAuth
+  pr-2    relay mode (the app is an OAuth client)
+  pr-3    gate mode through NGINX annotations
+  pr-666  an attacker's preview: a gate app that records every request reaching it
 Every *.preview.test name resolves to 127.0.0.1 (browser host-resolver rules).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import sys
@@ -28,10 +41,16 @@ import yaml
 from tests.support.controlplane import ControlPlane, cleanup, install_crds, start_control_plane
 from tests.support.dex import APP_CLIENT_ID, APP_CLIENT_SECRET, DEX_CLIENT_ID, DEX_CLIENT_SECRET, Dex, app_client, start_dex
 from tests.support.procs import Proc, free_port, http_ok, wait_until
+from tests.support.tls import Certs, make_certs
 
 DOMAIN = "preview.test"
 BROKER_HOST = f"auth.{DOMAIN}"
 TRAEFIK_MIDDLEWARE = "preview-auth@file"
+ATTACKER = "pr-666"
+# What the ForwardAuth middleware lets through to the broker besides the X-Forwarded-* headers
+# Traefik writes itself: the cookies, whether a browser asks, and where a sign-out POST came from.
+AUTH_REQUEST_HEADERS = ["Cookie", "Accept", "Origin", "Sec-Fetch-Site"]
+IDENTITY_HEADERS = ["X-Auth-Request-User", "X-Auth-Request-Email", "X-Auth-Request-Groups"]
 
 
 def traefik_binary() -> str:
@@ -45,8 +64,12 @@ def traefik_binary() -> str:
 class Preview:
     namespace: str
     host: str
-    mode: str  # gate-traefik | relay | gate-nginx
+    mode: str  # gate-traefik | relay | gate-nginx | evil
     app_port: int
+
+    @property
+    def recording(self) -> str:
+        return f"app-{self.namespace}.requests.jsonl"
 
 
 @dataclass
@@ -54,20 +77,50 @@ class Stack:
     workdir: Path
     cp: ControlPlane
     dex: Dex
-    traefik_port: int
-    broker_port: int
+    scheme: str  # https (production mode) or http (make demo's default)
+    port: int  # Traefik's entry point for previews and the broker's public host, in `scheme`
+    http_port: int  # Traefik's plain-http entry point (the same routes; https mode only, else == port)
+    lb_port: int  # the internal entry point balancing the broker replicas (the cluster Service)
+    broker_ports: list[int]
+    certs: Certs | None
     previews: dict[str, Preview]
     procs: dict[str, Proc] = field(default_factory=dict)
+    secret_keys: str = field(default_factory=lambda: secrets.token_urlsafe(32))  # shared by the replicas
 
     @property
     def broker_url(self) -> str:
-        return f"http://{BROKER_HOST}:{self.broker_port}"
+        return f"{self.scheme}://{BROKER_HOST}:{self.port}"
 
     def url(self, namespace: str, path: str = "/") -> str:
-        return f"http://{self.previews[namespace].host}:{self.traefik_port}{path}"
+        return f"{self.scheme}://{self.previews[namespace].host}:{self.port}{path}"
+
+    def http_url(self, namespace: str, path: str = "/") -> str:
+        """The same preview over Traefik's plain-http entry point."""
+        return f"http://{self.previews[namespace].host}:{self.http_port}{path}"
 
     def host_resolver_rules(self) -> str:
         return f"MAP *.{DOMAIN} 127.0.0.1, MAP {DOMAIN} 127.0.0.1"
+
+    def browser_args(self) -> list[str]:
+        """Chromium's flags for this stack: names to loopback, and exactly this run's key accepted."""
+        args = [f"--host-resolver-rules={self.host_resolver_rules()}"]
+        if self.certs is not None:
+            args.append(f"--ignore-certificate-errors-spki-list={self.certs.spki_sha256}")
+        return args
+
+    def recorded(self, namespace: str) -> list[dict[str, Any]]:
+        """Every request the attacker's app saw (headers and cookies included)."""
+        path = self.workdir / self.previews[namespace].recording
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        """A client that reaches every name of the stack on loopback and trusts this run's CA."""
+        from tests.support.loopback import loopback_client
+
+        verify = self.certs.context() if self.certs else True
+        return loopback_client(verify=verify, follow_redirects=False, timeout=10, **kwargs)
 
     def logs(self) -> str:
         parts = [self.cp.logs()]
@@ -97,9 +150,9 @@ class Stack:
             _post(c, f"/api/v1/namespaces/{ns}/services", _external_service("app", p.app_port))
             _post(c, f"/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses", _app_ingress(self, p))
             if p.mode == "gate-nginx":
-                # ingress-nginx style: /oauth2/ on the preview host goes to the broker (ticket, sign-out).
-                _post(c, f"/api/v1/namespaces/{ns}/services", _external_service("preview-broker", self.broker_port))
-                _post(c, f"/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses", _oauth2_ingress(p, self.broker_port))
+                # ingress-nginx style: /oauth2/ on the preview host goes to the broker Service (ticket, sign-out).
+                _post(c, f"/api/v1/namespaces/{ns}/services", _external_service("preview-broker", self.lb_port))
+                _post(c, f"/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses", _oauth2_ingress(p, self.lb_port))
         self.previews[ns] = p
 
     def delete_preview(self, namespace: str) -> None:
@@ -111,17 +164,11 @@ class Stack:
         url = self.url(namespace, "/")
 
         def routed() -> bool:
-            with _loopback() as c:
+            with self.client() as c:
                 r = c.get(url, headers={"accept": "text/html"})
-            return r.status_code != 404
+            return r.status_code not in (404, 403)
 
         wait_until(routed, f"Traefik routing {url}", timeout, self.procs["traefik"])
-
-
-def _loopback() -> httpx.Client:
-    from tests.support.loopback import loopback_client
-
-    return loopback_client(follow_redirects=False, timeout=5)
 
 
 def _post(c: httpx.Client, path: str, body: dict[str, Any]) -> None:
@@ -139,15 +186,16 @@ def _external_service(name: str, port: int) -> dict[str, Any]:
 
 
 def _app_ingress(stack: Stack, p: Preview) -> dict[str, Any]:
-    annotations: dict[str, str] = {}
-    if p.mode == "gate-traefik":
+    # The preview routers serve the public entry points only, never the internal one.
+    annotations: dict[str, str] = {"traefik.ingress.kubernetes.io/router.entrypoints": _public_entrypoints(stack)}
+    if p.mode in ("gate-traefik", "evil"):
         annotations["traefik.ingress.kubernetes.io/router.middlewares"] = TRAEFIK_MIDDLEWARE
     if p.mode == "gate-nginx":
         annotations.update({
-            "nginx.ingress.kubernetes.io/auth-url": f"http://127.0.0.1:{stack.broker_port}/oauth2/auth",
+            "nginx.ingress.kubernetes.io/auth-url": f"http://127.0.0.1:{stack.lb_port}/oauth2/auth",
             # $host has no port (as in nginx); production uses https://$host/oauth2/start?rd=$escaped_request_uri
             "nginx.ingress.kubernetes.io/auth-signin":
-                f"http://$host:{stack.traefik_port}/oauth2/start?rd=$escaped_request_uri",
+                f"{stack.scheme}://$host:{stack.port}/oauth2/start?rd=$escaped_request_uri",
             "nginx.ingress.kubernetes.io/auth-response-headers": "X-Auth-Request-User,X-Auth-Request-Email",
         })
     return {
@@ -158,6 +206,10 @@ def _app_ingress(stack: Stack, p: Preview) -> dict[str, Any]:
                 "service": {"name": "app", "port": {"number": p.app_port}}}}]}}],
         },
     }
+
+
+def _public_entrypoints(stack: Stack) -> str:
+    return "websecure,web" if stack.certs is not None else "web"
 
 
 def _oauth2_ingress(p: Preview, broker_port: int) -> dict[str, Any]:
@@ -177,10 +229,59 @@ def _clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def start_stack(workdir: Path, progress=lambda msg: None, traefik_port: int = 0, broker_port: int = 0) -> Stack:
+def _traefik_dynamic(stack: Stack) -> dict[str, Any]:
+    public = _public_entrypoints(stack).split(",")
+    config: dict[str, Any] = {"http": {
+        "middlewares": {"preview-auth": {"forwardAuth": {
+            "address": f"http://127.0.0.1:{stack.lb_port}/oauth2/auth?redirect=true",
+            "authRequestHeaders": AUTH_REQUEST_HEADERS,
+            "authResponseHeaders": IDENTITY_HEADERS,
+        }}},
+        "routers": {
+            "broker-public": {"rule": f"Host(`{BROKER_HOST}`)", "entryPoints": public, "service": "brokers"},
+            "broker-internal": {"rule": "PathPrefix(`/`)", "entryPoints": ["internal"], "service": "brokers"},
+        },
+        "services": {"brokers": {"loadBalancer": {
+            "servers": [{"url": f"http://127.0.0.1:{port}"} for port in stack.broker_ports]}}},
+    }}
+    if stack.certs is not None:
+        config["tls"] = {"stores": {"default": {"defaultCertificate": {
+            "certFile": str(stack.certs.cert_file), "keyFile": str(stack.certs.key_file)}}}}
+    return config
+
+
+def _broker_env(stack: Stack, port: int) -> dict[str, str]:
+    env = _clean_env(
+        KUBECONFIG=str(stack.cp.kubeconfig),
+        PREVIEW_BROKER_PUBLIC_URL=stack.broker_url,
+        PREVIEW_BROKER_PREVIEW_DOMAINS=DOMAIN,
+        PREVIEW_BROKER_ALLOWLIST_SOURCE="kubernetes",
+        PREVIEW_BROKER_ALLOWED_PORTS=str(stack.port),
+        PREVIEW_BROKER_PROVIDER="oidc",
+        PREVIEW_BROKER_OIDC_ISSUER=stack.dex.issuer,
+        PREVIEW_BROKER_CLIENT_ID=DEX_CLIENT_ID,
+        PREVIEW_BROKER_CLIENT_SECRET=DEX_CLIENT_SECRET,
+        PREVIEW_BROKER_RELAY_CLIENT_IDS=APP_CLIENT_ID,
+        PREVIEW_BROKER_SECRET_KEYS=stack.secret_keys,
+        PREVIEW_BROKER_ALLOWED_EMAIL_DOMAINS="example.com",
+        # Traefik's NGINX provider calls auth-url the way its ForwardAuth does (X-Forwarded-*), and
+        # passes a client's X-Original-URL through: so both kinds of preview use FORWARD_AUTH_PROXY=traefik.
+        PREVIEW_BROKER_FORWARD_AUTH_PROXY="traefik",
+    )
+    if stack.certs is None:
+        env["PREVIEW_BROKER_ALLOW_HTTP"] = "true"  # make demo's plain-http mode only
+    else:
+        env.update(stack.certs.env())  # the broker trusts Dex's certificate through this run's CA
+    return env
+
+
+def start_stack(workdir: Path, progress=lambda msg: None, port: int = 0, tls: bool = True,
+                replicas: int = 2) -> Stack:
+    """Start everything; `tls=False` is make demo's plain-http mode (brokers with ALLOW_HTTP)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    traefik_port, broker_port = traefik_port or free_port(), broker_port or free_port()
-    broker_url = f"http://{BROKER_HOST}:{broker_port}"
+    port = port or free_port()
+    http_port = free_port() if tls else port
+    certs = make_certs(workdir / "tls", [BROKER_HOST, f"*.{DOMAIN}", DOMAIN]) if tls else None
     progress("starting etcd, kube-apiserver, kube-controller-manager")
     cp = start_control_plane(workdir / "controlplane")
     procs: dict[str, Proc] = {}
@@ -193,60 +294,67 @@ def start_stack(workdir: Path, progress=lambda msg: None, traefik_port: int = 0,
                       {"metadata": {"name": name}, "spec": {"controller": controller}})
             _post(c, "/api/v1/namespaces", {"metadata": {"name": "preview-broker"}})
         progress("starting Dex")
-        dex = start_dex(workdir / "dex", [f"{broker_url}/oauth2/callback"],
-                        extra_clients=[app_client([f"{broker_url}/oauth2/callback"])])
+        scheme = "https" if tls else "http"
+        callback = f"{scheme}://{BROKER_HOST}:{port}/oauth2/callback"
+        dex = start_dex(workdir / "dex", [callback], extra_clients=[app_client([callback])], certs=certs)
+        stack = Stack(workdir, cp, dex, scheme, port, http_port, free_port(),
+                      [free_port() for _ in range(replicas)], certs, {}, procs)
         py = sys.executable
-        progress("starting the controller and the broker")
+        progress(f"starting the controller and {replicas} broker replicas")
         procs["controller"] = Proc("controller", [py, "-m", "broker.cli", "controller", "--metrics-port", "0"],
                                    workdir / "controller.log", env=_clean_env(
             KUBECONFIG=str(cp.kubeconfig), PREVIEW_BROKER_PREVIEW_DOMAINS=DOMAIN,
             PREVIEW_BROKER_KUBE_NAMESPACE="preview-broker", PREVIEW_BROKER_IDENTITY="e2e-controller")).start()
-        procs["broker"] = Proc("broker", [py, "-m", "broker.cli", "broker", "--host", "127.0.0.1", "--port",
-                                          str(broker_port)], workdir / "broker.log", env=_clean_env(
-            KUBECONFIG=str(cp.kubeconfig),
-            PREVIEW_BROKER_PUBLIC_URL=broker_url,
-            PREVIEW_BROKER_PREVIEW_DOMAINS=DOMAIN,
-            PREVIEW_BROKER_ALLOWLIST_SOURCE="kubernetes",
-            PREVIEW_BROKER_ALLOWED_PORTS=str(traefik_port),
-            PREVIEW_BROKER_ALLOW_HTTP="true",
-            PREVIEW_BROKER_PROVIDER="oidc",
-            PREVIEW_BROKER_OIDC_ISSUER=dex.issuer,
-            PREVIEW_BROKER_CLIENT_ID=DEX_CLIENT_ID,
-            PREVIEW_BROKER_CLIENT_SECRET=DEX_CLIENT_SECRET,
-            PREVIEW_BROKER_RELAY_CLIENT_IDS=APP_CLIENT_ID,
-            PREVIEW_BROKER_SECRET_KEYS=secrets.token_urlsafe(32),
-            PREVIEW_BROKER_ALLOWED_EMAIL_DOMAINS="example.com",
-        )).start()
+        for i, broker_port in enumerate(stack.broker_ports):
+            name = "broker" if i == 0 else f"broker-{i + 1}"
+            procs[name] = Proc(name, [py, "-m", "broker.cli", "broker", "--host", "127.0.0.1", "--port",
+                                      str(broker_port), "--metrics-port", "0"], workdir / f"{name}.log",
+                               env=_broker_env(stack, broker_port)).start()
         dynamic = workdir / "traefik-dynamic.yaml"
-        dynamic.write_text(yaml.safe_dump({"http": {"middlewares": {"preview-auth": {"forwardAuth": {
-            "address": f"http://127.0.0.1:{broker_port}/oauth2/auth?redirect=true",
-            "authResponseHeaders": ["X-Auth-Request-User", "X-Auth-Request-Email", "X-Auth-Request-Groups"],
-        }}}}}))
+        dynamic.write_text(yaml.safe_dump(_traefik_dynamic(stack)))
         token_args: list[str] = []
         kube = {"endpoint": cp.api_url, "token": cp.admin_token, "certauthfilepath": str(cp.ca_file)}
         for provider in ("kubernetesingress", "kubernetesingressnginx"):
             token_args += [f"--providers.{provider}.{k}={v}" for k, v in kube.items()]
+        entrypoints = [f"--entrypoints.web.address=127.0.0.1:{http_port}",
+                       f"--entrypoints.internal.address=127.0.0.1:{stack.lb_port}",
+                       # The internal entry point stands for the cluster Service: it keeps what the
+                       # public entry points wrote. The public ones trust no one's X-Forwarded-*.
+                       "--entrypoints.internal.forwardedheaders.trustedips=127.0.0.1/32",
+                       "--providers.kubernetesingressnginx.httpentrypoint=web"]
+        if tls:
+            entrypoints += [f"--entrypoints.websecure.address=127.0.0.1:{port}",
+                            "--entrypoints.websecure.http.tls=true",
+                            "--providers.kubernetesingressnginx.httpsentrypoint=websecure"]
         procs["traefik"] = Proc("traefik", [
             traefik_binary(),
-            f"--entrypoints.web.address=127.0.0.1:{traefik_port}",
+            *entrypoints,
             "--providers.kubernetesingress=true",
             "--providers.kubernetesingress.ingressclass=traefik",
             "--providers.kubernetesingress.allowexternalnameservices=true",
-            "--experimental.kubernetesingressnginx=true",
             "--providers.kubernetesingressnginx=true",
             "--providers.kubernetesingressnginx.ingressclass=nginx",
             f"--providers.file.filename={dynamic}",
             "--log.level=INFO",
+            "--global.checknewversion=false",
+            "--global.sendanonymoususage=false",
             "--accesslog=true",
             *token_args,
         ], workdir / "traefik.log").start()
-        wait_until(http_ok(f"http://127.0.0.1:{broker_port}/readyz"), "broker ready", 30, procs["broker"])
-        stack = Stack(workdir, cp, dex, traefik_port, broker_port, {}, procs)
+        for i, broker_port in enumerate(stack.broker_ports):
+            name = "broker" if i == 0 else f"broker-{i + 1}"
+            wait_until(http_ok(f"http://127.0.0.1:{broker_port}/readyz"), f"{name} ready", 30, procs[name])
+        def broker_routed() -> bool:
+            with stack.client() as c:
+                return c.get(f"{stack.broker_url}/healthz").status_code == 200
+
+        wait_until(broker_routed, "Traefik routing the broker's public host", 30, procs["traefik"])
         progress("starting the sample preview apps")
         apps = [
             Preview("pr-1", f"pr-1.{DOMAIN}", "gate-traefik", free_port()),
             Preview("pr-2", f"pr-2.{DOMAIN}", "relay", free_port()),
             Preview("pr-3", f"pr-3.{DOMAIN}", "gate-nginx", free_port()),
+            Preview(ATTACKER, f"{ATTACKER}.{DOMAIN}", "evil", free_port()),
         ]
         for p in apps:
             start_app(stack, p)
@@ -270,7 +378,10 @@ def start_app(stack: Stack, p: Preview) -> None:
     if p.mode == "relay":
         argv += ["--mode", "relay", "--broker", stack.broker_url, "--issuer", stack.dex.issuer,
                  "--client-id", APP_CLIENT_ID, "--client-secret", APP_CLIENT_SECRET]
+    elif p.mode == "evil":
+        argv += ["--mode", "evil", "--record", str(stack.workdir / p.recording)]
     else:
         argv += ["--mode", "gate"]
+    env = _clean_env(**(stack.certs.env() if stack.certs else {}))  # the relay app talks to Dex too
     stack.procs[f"app-{p.namespace}"] = Proc(f"app-{p.namespace}", argv, stack.workdir / f"app-{p.namespace}.log",
-                                             env=_clean_env()).start()
+                                             env=env).start()
