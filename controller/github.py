@@ -224,8 +224,13 @@ class GitHubClient:
             return None, etag
         try:
             body = resp.json()
-            pr = PullRequest(repo, str(number), str(body["state"]), bool(body.get("merged")),
-                             str((body.get("head") or {}).get("sha") or ""))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise GitHubError(f"GET /repos/{repo}/pulls/{number}: unexpected answer ({exc!r})") from None
+        except ValueError:
+            body = None
+        head = body.get("head") if isinstance(body, dict) else None
+        if not isinstance(body, dict) or body.get("state") not in ("open", "closed") or not isinstance(head, dict):
+            # Never a guess: a preview is torn down only on a clear "closed".
+            raise GitHubError(f"GET /repos/{repo}/pulls/{number}: unexpected answer {resp.text[:100]!r}")
+        sha = head.get("sha")
+        pr = PullRequest(repo, str(number), body["state"], body.get("merged") is True,
+                         sha if isinstance(sha, str) else "")
         return pr, resp.headers.get("etag", "")

@@ -221,7 +221,7 @@ class Controller:
             out.append(w("/apis/postgresql.cnpg.io/v1/clusters", "cnpg-clusters", cl_sync, cl_event, MANAGED_SELECTOR))
         if "Bucket" in self.available_kinds:
             out.append(w("/apis/s3.services.k8s.aws/v1alpha1/buckets", "ack-buckets", bk_sync, bk_event, MANAGED_SELECTOR))
-        if "Application" in self.available_kinds:
+        if "Application" in self.available_kinds and self.settings.argocd_namespace:
             # Only the names: Applications are large, and all that matters is which still exist.
             out.append(w(f"/apis/argoproj.io/v1alpha1/namespaces/{self.settings.argocd_namespace}/applications",
                          "argocd-applications", self._sync_applications, self._on_application,

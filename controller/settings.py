@@ -143,9 +143,9 @@ class ControllerSettings(BaseModel):
         "rate limit resets when fewer remain.",
     )
     argocd_namespace: str = Field(
-        default="argocd",
+        default="",
         description="Namespace of the Argo CD Applications named by preview-broker.io/argocd-application annotations "
-        "(a preview whose Application is gone counts as closed).",
+        "(usually argocd): a preview whose Application is gone counts as closed. Empty = not watched.",
     )
     closed_action: Literal["delete", "revoke"] = Field(
         default="delete",

@@ -13,7 +13,7 @@ import pytest
 from controller import names
 from controller.kube import Kube
 from controller.reconciler import Controller
-from tests.support.controller_rig import DOMAIN, Rig, eventually
+from tests.support.controller_rig import DOMAIN, Rig, eventually, merge_patch
 from tests.support.controlplane import ControlPlane
 
 pytestmark = [pytest.mark.cluster]
@@ -69,6 +69,29 @@ async def test_foreign_host_refused_with_warning_event(rig: Rig) -> None:
     await eventually(warned, "HostRefused warning event")
 
 
+@pytest.mark.parametrize("rig", [{"public_url": f"https://auth.{DOMAIN}/", "reserved_hosts": f"status.{DOMAIN}"}],
+                         indirect=True)
+async def test_the_broker_host_and_reserved_hosts_are_refused_with_a_warning(rig: Rig) -> None:
+    ns = await rig.namespace(host=f"auth.{DOMAIN}")
+    ing = {"metadata": {"name": "web"}, "spec": {"rules": [{"host": f"status.{DOMAIN}"}, {"host": f"ok-{ns}.{DOMAIN}"}]}}
+    assert (await rig.api.post(f"/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses", json=ing)).status_code == 201
+    await eventually(lambda: f"ok-{ns}.{DOMAIN}" in rig.allowlist, "the preview's own host published")
+
+    async def warned() -> set[str]:
+        return {e["message"] for e in await rig.events(ns) if e["type"] == "Warning" and e["reason"] == "HostRefused"}
+
+    messages = await eventually(lambda: _two(warned()), "both refusals announced")
+    assert messages == {f"host auth.{DOMAIN} refused: the broker's own host (PUBLIC_URL) (annotation)",
+                        f"host status.{DOMAIN} refused: reserved (RESERVED_HOSTS) (ingress/web)"}
+    assert f"auth.{DOMAIN}" not in rig.allowlist and f"status.{DOMAIN}" not in rig.allowlist
+    assert (await rig.preview(ns))["status"]["allowedHosts"] == [f"ok-{ns}.{DOMAIN}"]
+
+
+async def _two(messages: Any) -> Any:
+    found = await messages
+    return found if len(found) >= 2 else None
+
+
 async def test_duplicate_claim_older_keeps_it_newer_warned_then_handover(rig: Rig) -> None:
     host = f"dup-{uuid.uuid4().hex[:6]}.{DOMAIN}"
     older = await rig.namespace(host=host)
@@ -120,6 +143,61 @@ async def test_ttl_expiry_revoke_only_keeps_namespace(rig: Rig) -> None:
     assert (await rig.api.get(f"/api/v1/namespaces/{ns}")).json()["status"]["phase"] == "Active"
 
 
+@pytest.mark.parametrize("rig", [{"default_ttl": "1h"}], indirect=True)
+async def test_a_new_head_commit_extends_the_ttl(rig: Rig) -> None:
+    host = f"act-{uuid.uuid4().hex[:6]}.{DOMAIN}"
+    ns = await rig.namespace(host=host, annotations={names.ANN_GITHUB_SHA: "1" * 40})
+    await eventually(lambda: host in rig.allowlist, "host allowed")
+    first = (await rig.preview(ns))["status"]
+    created = first["activity"]["at"]
+    assert first["activity"]["sha"] == "1" * 40 and first["expiresAt"] == _plus(created, hours=1)
+    rig.clock.offset = timedelta(minutes=50)
+    await merge_patch(rig.api, f"/api/v1/namespaces/{ns}", {"metadata": {"annotations": {names.ANN_GITHUB_SHA: "2" * 40}}})
+
+    async def extended() -> dict[str, Any] | None:
+        status = (await rig.preview(ns))["status"]
+        return status if status["activity"]["sha"] == "2" * 40 else None
+
+    status = await eventually(extended, "the push recorded")
+    assert status["expiresAt"] == _plus(status["activity"]["at"], hours=1) > _plus(created, minutes=109)
+    rig.clock.offset = timedelta(minutes=80)  # past the first TTL, within the extended one
+    rig.controller.queue.add(ns)
+    await asyncio.sleep(0.5)
+    assert host in rig.allowlist and (await rig.preview(ns))["status"]["phase"] == "Ready"
+    rig.clock.offset = timedelta(minutes=111)
+    rig.controller.queue.add(ns)
+    await eventually(lambda: host not in rig.allowlist, "expired an hour after the push")
+    assert (await rig.preview(ns))["status"]["phase"] == "Expired"
+
+
+def _plus(stamp: str, **delta: int) -> str:
+    from controller.times import format_time, parse_time
+
+    return format_time(parse_time(stamp) + timedelta(**delta))
+
+
+@pytest.mark.parametrize("rig", [{"expiry_action": "delete", "dry_run": True}], indirect=True)
+async def test_dry_run_records_what_it_would_delete_and_deletes_nothing(rig: Rig) -> None:
+    host = f"dry-{uuid.uuid4().hex[:6]}.{DOMAIN}"
+    ns = await rig.namespace(host=host, annotations={names.ANN_TTL: "1h"})
+    await eventually(lambda: host in rig.allowlist, "host allowed")
+    rig.clock.offset = timedelta(hours=1, seconds=1)
+    rig.controller.queue.add(ns)
+    await eventually(lambda: host not in rig.allowlist, "the expired host is still revoked")
+
+    async def dry_run_events() -> list[str]:
+        return [e["message"] for e in await rig.events(ns) if e["reason"] == "DryRun"]
+
+    messages = await eventually(dry_run_events, "DryRun event")
+    assert messages == [f"would delete namespace {ns}: expired at {(await rig.preview(ns))['status']['expiresAt']}"]
+    for _ in range(3):  # resyncs neither delete nor repeat themselves
+        rig.controller.queue.add(ns)
+        await asyncio.sleep(0.3)
+    assert (await rig.api.get(f"/api/v1/namespaces/{ns}")).json()["status"]["phase"] == "Active"
+    assert len(await dry_run_events()) == 1
+    assert (await rig.preview(ns))["status"]["dryRun"] == messages[0]
+
+
 async def test_keep_label_exempts_from_ttl(rig: Rig) -> None:
     host = f"keep-{uuid.uuid4().hex[:6]}.{DOMAIN}"
     ns = await rig.namespace(host=host, annotations={names.ANN_TTL: "1h"}, labels={names.LABEL_KEEP: "true"})
@@ -131,6 +209,9 @@ async def test_keep_label_exempts_from_ttl(rig: Rig) -> None:
 
 
 DB = {"database_destination_path": "s3://backups/main", "database_source_name": "main", "database_s3_secret": "aws"}
+TUNED = {**DB, "database_storage_class": "fast-ssd", "database_image": "ghcr.io/cloudnative-pg/postgresql:17.5",
+         "database_resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
+         "database_recovery_target_time": "2026-11-27T23:00:00Z"}
 
 
 async def _set_status(rig: Rig, path: str, status: dict[str, Any]) -> None:
@@ -139,7 +220,8 @@ async def _set_status(rig: Rig, path: str, status: dict[str, Any]) -> None:
     assert r.status_code == 200, r.text
 
 
-@pytest.mark.parametrize("rig", [DB, {**DB, "database_mode": "plugin"}], indirect=True, ids=["in-tree", "plugin"])
+@pytest.mark.parametrize("rig", [{**DB, "database_mode": "in-tree"}, DB, TUNED], indirect=True,
+                         ids=["in-tree", "plugin", "plugin-tuned"])
 async def test_database_and_bucket_accepted_by_real_schemas_and_followed_to_ready(rig: Rig) -> None:
     ns = await rig.namespace(host=f"db-{uuid.uuid4().hex[:6]}.{DOMAIN}",
                              annotations={names.ANN_DATABASE: "true", names.ANN_BUCKET: "true"})
@@ -151,9 +233,14 @@ async def test_database_and_bucket_accepted_by_real_schemas_and_followed_to_read
 
     await eventually(lambda: exists(cluster_path), "CNPG Cluster created")
     await eventually(lambda: exists(bucket_path), "ACK Bucket created")
-    cluster = (await rig.api.get(cluster_path)).json()
+    cluster = (await rig.api.get(cluster_path)).json()  # as the real CNPG schema kept it
     assert cluster["spec"]["bootstrap"]["recovery"]["source"] == "origin"
     assert "backup" not in cluster["spec"]
+    if rig.controller.settings.database_storage_class:
+        assert (cluster["spec"]["storage"]["size"], cluster["spec"]["storage"]["storageClass"]) == ("1Gi", "fast-ssd")
+        assert cluster["spec"]["imageName"] == "ghcr.io/cloudnative-pg/postgresql:17.5"
+        assert cluster["spec"]["resources"] == TUNED["database_resources"]
+        assert cluster["spec"]["bootstrap"]["recovery"]["recoveryTarget"] == {"targetTime": "2026-11-27T23:00:00Z"}
     if rig.controller.settings.database_mode == "plugin":
         assert await exists(f"/apis/barmancloud.cnpg.io/v1/namespaces/{ns}/objectstores/preview-db-origin")
     assert (await rig.preview(ns))["status"]["phase"] == "Provisioning"
@@ -257,3 +344,6 @@ async def test_metrics_report_phases_allowlist_and_reconciles(rig: Rig) -> None:
 
     text = await eventually(gauges_updated, "gauges counted at scrape")
     assert "preview_broker_reconcile_duration_seconds_count" in text
+    # sampled from the event loop every second
+    for gauge in ("preview_broker_queue_depth", "preview_broker_queue_oldest_seconds", "preview_broker_queue_delayed"):
+        assert f"# TYPE {gauge} gauge" in text

@@ -203,3 +203,148 @@ async def test_enterprise_base_url() -> None:
             gh.post("https://ghe.example.com/api/v3/repos/acme/shop/deployments").respond(201, json={"id": 1})
             c = GitHubClient("https://ghe.example.com/api/v3/", StaticToken("t"), http, sleep=Sleeps())
             assert await c.create_deployment(REPO, SHA, "pr-1", "d") == 1
+
+
+# --- pull requests: the backstop for previews of closed pull requests ---------------------------------
+
+PR_URL = f"{API}/repos/{REPO}/pulls/7"
+
+
+def pr_body(state: str = "open", merged: bool = False, sha: str = SHA) -> dict:
+    return {"number": 7, "state": state, "merged": merged, "head": {"sha": sha, "ref": "feature"}}
+
+
+async def test_pull_request_lookups_are_conditional_and_exact() -> None:
+    async with httpx.AsyncClient() as http:
+        with respx.mock(assert_all_called=True) as gh:
+            route = gh.get(PR_URL).mock(side_effect=[
+                httpx.Response(200, json=pr_body(), headers={"etag": 'W/"abc"'}),
+                httpx.Response(304, headers={"etag": 'W/"abc"'}),
+            ])
+            c = client(http)
+            pr, etag = await c.pull_request(REPO, "7")
+            assert (pr.state, pr.merged, pr.head_sha, pr.ref, etag) == ("open", False, SHA, "acme/shop#7", 'W/"abc"')
+            assert await c.pull_request(REPO, "7", etag) == (None, 'W/"abc"')
+    first, second = (call.request for call in route.calls)
+    assert "if-none-match" not in first.headers
+    assert second.headers["if-none-match"] == 'W/"abc"'
+    for req in (first, second):
+        assert req.method == "GET" and req.headers["authorization"] == "Bearer ghp_test"
+        assert req.headers["accept"] == "application/vnd.github+json"
+        assert req.headers["x-github-api-version"] == "2022-11-28"
+
+
+@pytest.mark.parametrize("body", [[], {"state": "open", "head": "nope"}, {"merged": True}])
+async def test_a_malformed_pull_request_answer_is_an_error_not_a_crash(body) -> None:
+    async with httpx.AsyncClient() as http:
+        with respx.mock(assert_all_called=True) as gh:
+            gh.get(PR_URL).respond(200, json=body)
+            with pytest.raises(GitHubError, match="unexpected answer"):
+                await client(http).pull_request(REPO, "7")
+
+
+async def test_writes_ask_the_lease_fence_first_and_reads_do_not() -> None:
+    from controller.kube import NotLeader
+
+    def fence() -> float:
+        raise NotLeader("lost")
+
+    async with httpx.AsyncClient() as http:
+        with respx.mock(assert_all_called=False) as gh:
+            statuses = gh.post(f"{API}/repos/{REPO}/deployments/1/statuses").respond(201, json={})
+            pulls = gh.get(PR_URL).respond(200, json=pr_body())
+            c = GitHubClient(API, StaticToken("t"), http, sleep=Sleeps(), fence=fence)
+            with pytest.raises(NotLeader):
+                await c.create_status(REPO, 1, "inactive")
+            await c.pull_request(REPO, "7")
+    assert statuses.call_count == 0 and pulls.call_count == 1
+
+
+class PrCache:
+    def __init__(self, **annotations: str) -> None:
+        from datetime import UTC, datetime
+
+        self.namespaces = {
+            "pr-7": NamespaceView("pr-7", "u", datetime.now(UTC), labels={"preview-broker.io/pr": "7"},
+                                  annotations={"preview-broker.io/github-repo": REPO, **annotations}),
+            "no-pr": NamespaceView("no-pr", "u", datetime.now(UTC)),
+        }
+        self.pull_requests: dict = {}
+
+
+def checker(http, cache, woken, sleep=None, clock=lambda: 1_800_000_000.0, reserve=200):
+    from controller.metrics import ControllerMetrics
+    from controller.pullrequests import PullRequestChecker
+
+    metrics = ControllerMetrics()
+    c = PullRequestChecker(client(http, sleep=sleep), cache, woken.append, interval=300, reserve=reserve,
+                           metrics=metrics, clock=clock, sleep=sleep or Sleeps())
+    return c, metrics
+
+
+async def test_checker_follows_a_pull_request_to_its_close_with_etags_and_wakes_the_reconcile_on_change() -> None:
+    cache, woken = PrCache(), []
+    async with httpx.AsyncClient() as http:
+        with respx.mock(assert_all_called=True) as gh:
+            route = gh.get(PR_URL).mock(side_effect=[
+                httpx.Response(200, json=pr_body(), headers={"etag": '"e1"'}),
+                httpx.Response(304),
+                httpx.Response(200, json=pr_body("closed", merged=True), headers={"etag": '"e2"'}),
+            ])
+            c, metrics = checker(http, cache, woken)
+            c.notify("pr-7")
+            c.notify("pr-7")  # scheduled once, however many reconciles tell it
+            c.notify("no-pr")  # names no pull request: never looked up
+            assert len(c.queue) == 1
+            for _ in range(3):
+                await c.check("pr-7")
+    assert [call.request.headers.get("if-none-match") for call in route.calls] == [None, '"e1"', '"e1"']
+    assert woken == ["pr-7", "pr-7"]  # open (first seen), then closed; not the 304
+    pr = cache.pull_requests["pr-7"]
+    assert (pr.state, pr.merged) == ("closed", True) and c.etags["pr-7"] == '"e2"'
+    assert c.queue.delayed() == 1  # looked up again after the interval
+    counts = {s.labels["result"]: s.value for s in metrics.pull_request_checks.collect()[0].samples
+              if s.name.endswith("_total")}
+    assert counts == {"open": 1, "not_modified": 1, "closed": 1}
+
+
+async def test_checker_forgets_a_namespace_that_is_gone() -> None:
+    cache, woken = PrCache(), []
+    async with httpx.AsyncClient() as http:
+        with respx.mock(assert_all_called=True) as gh:
+            gh.get(PR_URL).respond(200, json=pr_body(), headers={"etag": '"e1"'})
+            c, _ = checker(http, cache, woken)
+            c.notify("pr-7")
+            await c.check("pr-7")
+            del cache.namespaces["pr-7"]
+            await c.check("pr-7")  # no request: nothing to ask about
+    assert "pr-7" not in cache.pull_requests and "pr-7" not in c.etags and not c._scheduled
+
+
+async def test_checker_pauses_until_the_reset_when_the_budget_is_down_to_the_reserve() -> None:
+    cache, woken, sleeps = PrCache(), [], Sleeps()
+    now = 1_800_000_000.0
+    async with httpx.AsyncClient() as http:
+        with respx.mock(assert_all_called=True) as gh:
+            route = gh.get(PR_URL).respond(200, json=pr_body(), headers={
+                "etag": '"e1"', "x-ratelimit-remaining": "150", "x-ratelimit-reset": str(int(now) + 600)})
+            c, _ = checker(http, cache, woken, sleep=sleeps, clock=lambda: now, reserve=200)
+            await c.check("pr-7")
+            assert sleeps.waits == []  # nothing known about the budget before the first answer
+            await c.check("pr-7")
+    assert sleeps.waits == [601.0] and route.call_count == 2  # waited for the reset, then asked
+
+
+@pytest.mark.parametrize(
+    ("annotations", "label", "expected"),
+    [({"preview-broker.io/github-repo": "acme/shop"}, "7", ("acme/shop", "7")),
+     ({"preview-broker.io/github-repo": "acme/shop"}, "007", ("acme/shop", "7")),
+     ({"preview-broker.io/github-repo": "acme/shop/../x"}, "7", None),
+     ({"preview-broker.io/github-repo": "acme/shop"}, "7; rm", None),
+     ({"preview-broker.io/github-repo": "acme/shop"}, "٣", None),  # a digit, but not an ASCII one
+     ({}, "7", None)],
+)
+def test_only_well_formed_repo_and_number_are_looked_up(annotations, label, expected) -> None:
+    from controller.pullrequests import target
+
+    assert target(annotations, label) == expected

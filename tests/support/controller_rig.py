@@ -83,11 +83,16 @@ def controller_settings(**kw: Any) -> ControllerSettings:
 
 
 @contextlib.asynccontextmanager
-async def make_rig(control_plane: ControlPlane, **overrides: Any) -> AsyncIterator[Rig]:
+async def make_rig(
+    control_plane: ControlPlane, *, extensions: Callable[[Controller], list[Any]] | None = None, **overrides: Any
+) -> AsyncIterator[Rig]:
+    """`extensions(controller)`: side jobs (bucket janitor, GitHub) to run with it, as main wires them."""
     kube = await Kube.from_kubeconfig(str(control_plane.kubeconfig))
     broker_kube = await Kube.from_kubeconfig(str(control_plane.kubeconfig))
     clock = Clock()
     controller = Controller(kube, controller_settings(**overrides), clock=clock)
+    if extensions is not None:
+        controller.extensions = extensions(controller)
     task = asyncio.create_task(controller.run())
     allowlist = KubernetesAllowlist(kube=broker_kube)
     await allowlist.start()
