@@ -24,13 +24,17 @@ run: $(STAMP)  ## run the broker locally against a real Dex (http dev mode) and 
 demo: $(STAMP) testbin system-deps  ## the whole stack (control plane, Dex, Traefik, broker, controller, two previews) until Ctrl-C
 	$(PY) scripts/demo
 
-testbin:  ## build etcd, kube-apiserver, kube-controller-manager, dex, helm (once)
+testbin: system-deps  ## build etcd, kube-apiserver, kube-controller-manager, dex, helm, the node's parts (once)
 	$(PYTHON) scripts/testbin
 
 SYSTEM_TOOLS := buildah debootstrap chromium wrk
+# Debian packages that are no command of that name: runc's build links libseccomp (cgo); the node
+# tests (tests/node) run nft, iptables and ip.
+SYSTEM_PACKAGES := libseccomp-dev nftables iptables iproute2
 
-system-deps:  ## install buildah, debootstrap and chromium (Debian, as root) when missing
+system-deps:  ## install buildah, debootstrap, chromium and the node tests' packages (Debian, as root) when missing
 	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then echo "make: installing$$missing"; apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
@@ -43,7 +47,8 @@ image: system-deps  ## build the container image without Docker (debootstrap + b
 test: $(STAMP) testbin system-deps  ## set up and run every test (builds the real binaries when missing)
 	$(PY) -m pytest -q
 
-test-unit: $(STAMP)  ## only the fast tests: no real control plane, IdP, browser, image or Go-built binary
+test-unit: $(STAMP)  ## only the fast tests (and the chart with the real helm): no control plane, IdP, browser or image
+	$(PYTHON) scripts/testbin helm >/dev/null
 	$(PY) -m pytest -q -m 'not cluster and not dex and not e2e and not image'
 
 bench: $(STAMP) testbin system-deps  ## every benchmark: writes docs/benchmarks.md and its plots (about 30 minutes)

@@ -13,7 +13,6 @@ import time
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 
-import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -25,13 +24,14 @@ from broker.core import Broker
 from broker.errors import BadRequest, BrokerError
 from broker.forward_auth import ForwardAuth
 from broker.forwarded import pick_headers
-from broker.login import Login, SignOut
+from broker.login import Login
 from broker.operations import Operations
 from broker.preview import PreviewEndpoints
 from broker.providers import make_provider
 from broker.query import parse_params, query_of
 from broker.responses import page
 from broker.sessions import TICKET_PATH
+from broker.signout import SignOut
 from broker.settings import BrokerSettings
 
 log = logging.getLogger("preview_broker.broker")
@@ -68,8 +68,8 @@ class Routes:
         self.b = broker
         self.preview = PreviewEndpoints(broker)
         self.login = Login(broker)
-        self.signout = SignOut(broker)
-        self.forward_auth = ForwardAuth(broker, self.preview)
+        self.signout = SignOut(broker, self.preview)
+        self.forward_auth = ForwardAuth(broker, self.preview, self.signout)
         self.operations = Operations(broker.allowlist, broker.metrics)
 
     async def start(self, request: Request) -> Response:
@@ -87,10 +87,10 @@ class Routes:
         origin, fetch_site = request.headers.get("origin"), request.headers.get("sec-fetch-site")
         preview = self.b.preview_request(request)
         if preview is not None:
-            return self.preview.sign_out(preview, q, origin, fetch_site)
+            return self.signout.on_preview(preview, q, origin, fetch_site)
         if request.method == "POST":
-            return self.signout.sign_out(origin, fetch_site)
-        return self.signout.page(q)
+            return self.signout.on_broker(origin, fetch_site)
+        return self.signout.ask(q)
 
     async def userinfo(self, request: Request) -> Response:
         return self.preview.userinfo(self.b.preview_request(request), lambda name: self.b.cookie(request, name))
@@ -147,11 +147,10 @@ def create_app(
     *,
     allowlist: AllowlistSource | None = None,
     clock: Clock = system_clock,
-    http: httpx.AsyncClient | None = None,
 ) -> BrokerApp:
     source = allowlist if allowlist is not None else build_allowlist(settings)
-    client = http or httpx.AsyncClient(timeout=settings.idp_timeout, follow_redirects=False)
-    broker = Broker(settings, source, make_provider(settings, client), clock=clock)
+    provider = make_provider(settings)
+    broker = Broker(settings, source, provider, clock=clock)
     routes = Routes(broker)
 
     async def flush_bounded_log() -> None:
@@ -175,8 +174,7 @@ def create_app(
             await asyncio.gather(flusher, return_exceptions=True)
             broker.bounded_log.flush(float("inf"))
             await source.stop()
-            if http is None:
-                await client.aclose()
+            await provider.aclose()
 
     def ep(name: str, handler: Handler) -> Handler:
         return endpoint(broker, name, handler)

@@ -22,20 +22,23 @@ from broker.forwarded import FORWARD_AUTH_HEADERS, READERS, PreviewRequest
 from broker.identity import Identity, authorize
 from broker.preview import PreviewEndpoints
 from broker.query import parse_params
-from broker.responses import NO_STORE_RAW, RawResponse
+from broker.responses import NO_STORE_RAW, PrebuiltResponse
 from broker.sessions import TICKET_PATH
+from broker.signout import SignOut
 
 
 # The 401 is the same for every request: its headers are built once (a forged cookie must cost
 # about what a valid one does, and this answer is most of what refusing one costs).
 _SIGN_IN = b"sign in required"
-_UNAUTHORIZED_HEADERS = [(b"content-type", b"text/plain; charset=utf-8"), *NO_STORE_RAW]
+_UNAUTHORIZED_HEADERS = [(b"content-type", b"text/plain; charset=utf-8"), *NO_STORE_RAW,
+                         (b"content-length", str(len(_SIGN_IN)).encode())]
 
 
 class ForwardAuth:
-    def __init__(self, broker: Broker, preview: PreviewEndpoints) -> None:
+    def __init__(self, broker: Broker, preview: PreviewEndpoints, signout: SignOut) -> None:
         self.b = broker
         self.preview = preview
+        self.signout = signout
         kind = broker.settings.forward_auth_proxy
         self.headers = FORWARD_AUTH_HEADERS[kind]
         self._read = READERS[kind]
@@ -76,7 +79,7 @@ class ForwardAuth:
             raise Forbidden(f"not_authorized_{decision.reason}", "This account is not allowed into previews.",
                             host=preview.host)
         self._result["ok"].inc()
-        return RawResponse(202, _identity_raw_headers(identity))
+        return PrebuiltResponse(202, _identity_raw_headers(identity))
 
     def _unauthenticated(self, preview: PreviewRequest, headers: Mapping[str, str], query: str,
                          cookies: str) -> Response:
@@ -84,7 +87,7 @@ class ForwardAuth:
         if "redirect=true" in query.split("&") and _wants_html(preview, headers):
             return self.b.login_redirect(preview, preview.url,
                                          cookie_value(cookies, self.b.cookie_names(preview.scheme).login))
-        return RawResponse(401, _UNAUTHORIZED_HEADERS, _SIGN_IN)
+        return PrebuiltResponse(401, _UNAUTHORIZED_HEADERS, _SIGN_IN)
 
     def _special(self, preview: PreviewRequest, headers: Mapping[str, str]) -> Response | None:
         """Broker paths on the preview host, reached through forward auth."""
@@ -97,7 +100,7 @@ class ForwardAuth:
             return self.preview.redeem(preview, q, login)
         if path == "/oauth2/start":
             return self.preview.start(preview, q, login)
-        return self.preview.sign_out(preview, q, headers.get("origin"), headers.get("sec-fetch-site"))
+        return self.signout.on_preview(preview, q, headers.get("origin"), headers.get("sec-fetch-site"))
 
 
 def _wants_html(preview: PreviewRequest, headers: Mapping[str, str]) -> bool:
@@ -107,7 +110,8 @@ def _wants_html(preview: PreviewRequest, headers: Mapping[str, str]) -> bool:
 @lru_cache(maxsize=65536)
 def _identity_raw_headers(identity: Identity) -> list[tuple[bytes, bytes]]:
     """The 202's headers, computed once per identity (they are the same on every request)."""
-    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in identity_headers(identity).items()]
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in identity_headers(identity).items()] + [
+        (b"content-length", b"0")]
 
 
 def identity_headers(identity: Identity) -> dict[str, str]:

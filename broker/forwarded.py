@@ -17,7 +17,7 @@ read from Host and X-Forwarded-Host/-Proto, which every ingress overwrites.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from broker.errors import BadRequest
@@ -36,8 +36,9 @@ FORWARD_AUTH_HEADERS = {
 DIRECT_HEADERS = frozenset({b"host", b"x-forwarded-host", b"x-forwarded-proto"})
 
 
-@dataclass(frozen=True, slots=True)
-class PreviewRequest:
+class PreviewRequest(NamedTuple):
+    """The preview request behind a forward-auth call (a tuple: built on every request, so cheaply)."""
+
     scheme: str
     host: str
     port: int | None

@@ -23,14 +23,14 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 from starlette.requests import Request
 from starlette.responses import Response
 
-from broker.cookies import clear_cookie_header, set_cookie_header
+from broker.cookies import set_cookie_header
 from broker.core import Broker, origin_of
 from broker.errors import BadRequest, Forbidden
 from broker.identity import authorize
 from broker.loginstate import bind_hash, derive, new_value, s256, same, valid_hash, valid_value
 from broker.query import parse_params, query_of
 from broker.redirect import Verdict
-from broker.responses import form_page, page, redirect
+from broker.responses import form_page, redirect
 from broker.sessions import TICKET_PATH
 from broker.tokens import TokenError, dump, load
 
@@ -301,36 +301,3 @@ async def _read_form(request: Request) -> str:
     except UnicodeDecodeError:
         raise BadRequest("bad_form", "The form is not URL-encoded.") from None
 
-
-class SignOut:
-    """/oauth2/sign_out on the broker's host: a page that asks, and the POST that does it."""
-
-    def __init__(self, broker: Broker) -> None:
-        self.b = broker
-
-    def page(self, q: dict[str, str]) -> Response:
-        rd = q.get("rd")
-        if rd:
-            target = self.b.check(rd)
-            if not target:
-                raise BadRequest(f"redirect_{target.reason}", "rd is not an address of a live preview environment.")
-            parts = urlsplit(target.url)
-            back = parts.path + (f"?{parts.query}" if parts.query else "")
-            return form_page("Sign out?", "Sign out of this preview environment:", host=target.host,
-                             action=origin_of(target.url) + "/oauth2/sign_out?" + urlencode({"rd": back}),
-                             fields={}, button="Sign out")
-        return form_page("Sign out?", "Sign out of the login broker (logins in progress are abandoned).",
-                         action="/oauth2/sign_out", fields={}, button="Sign out")
-
-    def sign_out(self, origin: str | None, fetch_site: str | None) -> Response:
-        if (origin is not None and origin.lower() != self.b.public_origin.lower()) or (
-                origin is None and fetch_site not in (None, "same-origin")):
-            raise Forbidden("sign_out_cross_origin", "Sign-out must be sent from the broker's own page.")
-        secure = self.b.settings.secure_cookies
-        cleared = [clear_cookie_header(self.b.broker_cookies.bind, secure=secure)]
-        if self.b.settings.cookie_domain:
-            # One session covers every preview (and reaches this host too): signing out here ends it.
-            cleared.append(clear_cookie_header(self.b.broker_cookies.session, secure=secure,
-                                               domain=self.b.settings.cookie_domain))
-        log.info("signed_out", extra={"host": self.b.public_host})
-        return page(200, "Signed out", "You are signed out of the login broker.", cookies=cleared)

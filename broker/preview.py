@@ -1,4 +1,4 @@
-"""The broker's endpoints on a preview host: login start, ticket, sign-out, userinfo.
+"""The broker's endpoints on a preview host: login start, ticket, userinfo (sign-out: signout.py).
 
 They are reached two ways, with the same rules: routed straight to the broker (nginx-style
 `/oauth2/` paths of each preview host), or through forward auth, where the broker answers the
@@ -10,13 +10,11 @@ the app instead.
 from __future__ import annotations
 
 import logging
-from urllib.parse import urlencode
-
 from starlette.responses import JSONResponse, Response
 
-from broker.cookies import clear_cookie_header, set_cookie_header
+from broker.cookies import set_cookie_header
 from broker.core import Broker
-from broker.errors import BadRequest, Forbidden
+from broker.errors import BadRequest
 from broker.forwarded import PreviewRequest
 from broker.redirect import Verdict
 from broker.responses import NO_STORE, redirect
@@ -34,7 +32,7 @@ class PreviewEndpoints:
             raise BadRequest("https_required", "Preview environments are served over https only.",
                              host=preview.host)
 
-    def _same_host_target(self, preview: PreviewRequest, rd: str | None) -> Verdict:
+    def same_host_target(self, preview: PreviewRequest, rd: str | None) -> Verdict:
         """`rd` (relative ones resolve against the preview) if it is an address on this same preview."""
         target = self.b.check(rd or "/", preview.origin)
         if not target or target.host != preview.host:
@@ -45,7 +43,7 @@ class PreviewEndpoints:
     def start(self, preview: PreviewRequest, q: dict[str, str], login_cookie: str | None) -> Response:
         """/oauth2/start on the preview host: set its login cookie, continue on the broker host."""
         self.require_https(preview)
-        target = self._same_host_target(preview, q.get("rd"))
+        target = self.same_host_target(preview, q.get("rd"))
         return self.b.login_redirect(preview, target.url, login_cookie)
 
     def redeem(self, preview: PreviewRequest, q: dict[str, str], login_cookie: str | None) -> Response:
@@ -75,29 +73,6 @@ class PreviewEndpoints:
         self.b.metrics.logins_completed.labels("gate").inc()
         log.info("session_issued", extra={"host": preview.host, "user": ticket.identity.user})
         return redirect(target.url, [session])
-
-    def sign_out(self, preview: PreviewRequest, q: dict[str, str], origin: str | None,
-                 fetch_site: str | None) -> Response:
-        """/oauth2/sign_out: a GET goes to the broker's page that asks; only a POST from it, or
-        from the preview's own pages, clears the session (any page could trigger a GET)."""
-        target = self._same_host_target(preview, q.get("rd"))
-        if preview.method != "POST":
-            ask = self.b.settings.public_url + "/oauth2/sign_out?" + urlencode({"rd": target.url})
-            return redirect(ask)
-        if origin is not None:
-            if origin.lower() not in (preview.base_url.lower(), self.b.public_origin.lower()):
-                raise Forbidden("sign_out_cross_origin", "Sign-out must be sent from this preview or the broker.",
-                                host=preview.host)
-        elif fetch_site not in (None, "same-origin"):
-            raise Forbidden("sign_out_cross_origin", "Sign-out must be sent from this preview or the broker.",
-                            host=preview.host)
-        cleared = clear_cookie_header(
-            self.b.cookie_names(preview.scheme).session,
-            secure=preview.scheme == "https",
-            domain=self.b.settings.cookie_domain or None,
-        )
-        log.info("signed_out", extra={"host": preview.host})
-        return redirect(target.url, [cleared], status=303)
 
     def userinfo(self, preview: PreviewRequest | None, session_cookie) -> Response:  # type: ignore[no-untyped-def]
         identity = None

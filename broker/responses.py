@@ -51,6 +51,16 @@ class RawResponse(Response):
         self.raw_headers = [*raw_headers, (b"content-length", str(len(body)).encode())]
 
 
+class PrebuiltResponse(Response):
+    """A response whose complete raw headers (content-length included) were built once, ahead."""
+
+    def __init__(self, status_code: int, raw_headers: list[tuple[bytes, bytes]], body: bytes = b"") -> None:
+        self.status_code = status_code
+        self.body = body
+        self.background = None
+        self.raw_headers = raw_headers
+
+
 def redirect(url: str, cookies: Iterable[bytes] = (), status: int = 302) -> Response:
     """A redirect to `url` with no-store headers and the given Set-Cookie values."""
     if not _LOCATION_AS_IS.fullmatch(url):

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import httpx
-
 from broker.providers.base import Provider
 from broker.settings import BrokerSettings
 
 
-def make_provider(settings: BrokerSettings, http: httpx.AsyncClient) -> Provider:
+def make_provider(settings: BrokerSettings) -> Provider:
     if settings.provider == "github":
         from broker.providers.github import GitHubProvider
 
-        return GitHubProvider(settings, http)
+        return GitHubProvider(settings)
     from broker.providers.oidc import OIDCProvider
 
-    return OIDCProvider(settings, http)
+    return OIDCProvider(settings)

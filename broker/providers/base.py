@@ -1,15 +1,24 @@
 """What the broker needs from an identity provider, and the HTTP boundary helpers
-that translate httpx failures into the broker's own errors."""
+that translate httpx and authlib failures into the broker's own errors.
+
+Codes are exchanged by authlib's AsyncOAuth2Client (client authentication, PKCE verifier,
+the token answer's checks); the provider's other calls (discovery, keys, userinfo, GitHub's
+API) go through a plain httpx client: authlib's would attach the last login's token to them.
+"""
 
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
 from broker.errors import IdPError, IdPTimeout, LoginRefused
 from broker.identity import Identity
+from broker.settings import BrokerSettings
+
+if TYPE_CHECKING:
+    from authlib.integrations.httpx_client import AsyncOAuth2Client
 
 
 class Provider(Protocol):
@@ -27,6 +36,49 @@ class Provider(Protocol):
         ...
 
     async def identity_from_code(self, code: str, *, code_verifier: str, nonce: str) -> Identity: ...
+
+    async def aclose(self) -> None: ...
+
+
+def http_client(settings: BrokerSettings) -> httpx.AsyncClient:
+    return httpx.AsyncClient(timeout=settings.idp_timeout, follow_redirects=False)
+
+
+def oauth_client(settings: BrokerSettings, auth_method: str) -> AsyncOAuth2Client:
+    """authlib's OAuth 2 client, authenticating as CLIENT_ID with `auth_method` (codes only)."""
+    # Imported here, not at module level: authlib announces at import that it prefers the httpx2
+    # fork, and that notice should not be the first thing every process prints.
+    from authlib.integrations.httpx_client import AsyncOAuth2Client
+
+    return AsyncOAuth2Client(client_id=settings.client_id, client_secret=settings.client_secret,
+                             token_endpoint_auth_method=auth_method, timeout=settings.idp_timeout,
+                             follow_redirects=False)
+
+
+async def exchange_code(client: AsyncOAuth2Client, url: str, *, code: str, redirect_uri: str,
+                        code_verifier: str) -> dict[str, Any]:
+    """The token endpoint's answer to an authorization code (with its PKCE verifier), or a broker error."""
+    from authlib.integrations.httpx_client import OAuthError
+
+    try:
+        async with idp_call("token"):
+            try:
+                token = await client.fetch_token(url, grant_type="authorization_code", code=code,
+                                                 redirect_uri=redirect_uri, code_verifier=code_verifier)
+            except httpx.HTTPStatusError as exc:
+                token_response(exc.response)  # 4xx: the code was refused; 5xx: the IdP is broken
+                raise
+            finally:
+                client.token = None  # authlib keeps the last token on the client: nothing to keep here
+    except OAuthError as exc:
+        reason = str(exc.error or "error")[:64]
+        raise LoginRefused("token_refused", f"The identity provider refused the login code ({reason}). "
+                           "Please retry.") from None
+    except ValueError:  # not a JSON object
+        raise IdPError("idp_bad_response", "The identity provider sent a malformed token answer.") from None
+    if not isinstance(token.get("access_token"), str):
+        raise LoginRefused("token_refused", "The identity provider sent no access token. Please retry.")
+    return dict(token)
 
 
 @asynccontextmanager

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
 from broker.errors import IdPError
 from broker.identity import Identity
-from broker.providers.base import idp_call, json_body, token_response
+from broker.providers.base import exchange_code, http_client, idp_call, json_body, oauth_client
 from broker.settings import BrokerSettings
 
 MAX_PAGES = 20  # 2,000 orgs or teams: more than any one person belongs to
@@ -26,13 +24,14 @@ def _bad(what: str) -> IdPError:
 class GitHubProvider:
     uses_nonce = False  # OAuth 2.0 only: no ID token to carry a nonce; PKCE binds the code
 
-    def __init__(self, settings: BrokerSettings, http: httpx.AsyncClient) -> None:
+    def __init__(self, settings: BrokerSettings) -> None:
         base = settings.github_url.rstrip("/")
         self.name = base
         self.web = base
         self.api = "https://api.github.com" if base == "https://github.com" else base + "/api/v3"
         self._settings = settings
-        self._http = http
+        self._http = http_client(settings)
+        self._oauth = oauth_client(settings, "client_secret_post")  # GitHub takes the secret in the form
         self._needs_membership = bool(settings.github_orgs or settings.github_teams)
 
     async def authorization_endpoint(self) -> str:
@@ -42,21 +41,14 @@ class GitHubProvider:
         scope = "read:user user:email" + (" read:org" if self._needs_membership else "")
         return {"scope": scope, "code_challenge_method": "S256"}
 
+    async def aclose(self) -> None:
+        await self._http.aclose()
+        await self._oauth.aclose()
+
     async def identity_from_code(self, code: str, *, code_verifier: str, nonce: str) -> Identity:
-        form = {
-            "client_id": self._settings.client_id,
-            "client_secret": self._settings.client_secret,
-            "code": code,
-            "redirect_uri": self._settings.callback_url,
-            "code_verifier": code_verifier,
-        }
-        async with idp_call("token"):
-            resp = await self._http.post(
-                self.web + "/login/oauth/access_token", data=form, headers={"Accept": "application/json"}
-            )
-        token = token_response(resp)["access_token"]
-        if not isinstance(token, str):
-            raise _bad("access_token")
+        tokens = await exchange_code(self._oauth, self.web + "/login/oauth/access_token", code=code,
+                                     redirect_uri=self._settings.callback_url, code_verifier=code_verifier)
+        token = tokens["access_token"]
         user = await self._get(token, "/user")
         if not isinstance(user, dict) or not isinstance(user.get("login"), str) or not user["login"]:
             raise _bad("/user has no login")

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 import respx
@@ -11,29 +10,8 @@ from broker.allowlist import MutableAllowlist
 from broker.app import create_app
 from broker.clock import FrozenClock
 from broker.settings import BrokerSettings
-from tests.broker.fakeidp import CLIENT_ID, CLIENT_SECRET, ISSUER, FakeIdP
-
-PUBLIC = "https://auth.preview.example.com"
-PR1 = "pr-1.preview.example.com"
-PR2 = "pr-2.preview.example.com"
-KEY_OLD = "old-key-" + "o" * 32
-KEY_NEW = "new-key-" + "n" * 32
-
-
-def make_settings(**overrides: Any) -> BrokerSettings:
-    values: dict[str, Any] = {
-        "public_url": PUBLIC,
-        "preview_domains": ["preview.example.com"],
-        "secret_keys": [KEY_NEW],
-        "provider": "oidc",
-        "client_id": CLIENT_ID,
-        "client_secret": CLIENT_SECRET,
-        "oidc_issuer": ISSUER,
-        "allowed_hosts": [PR1, PR2],
-        "allowed_email_domains": ["example.com"],
-    }
-    values.update(overrides)
-    return BrokerSettings.model_validate(values)
+from tests.support.brokerunit import PR1, PR2, PUBLIC, make_settings
+from tests.support.fakeidp import FakeIdP
 
 
 @pytest.fixture

@@ -14,9 +14,9 @@ import pytest
 from starlette.testclient import TestClient
 
 from broker.app import create_app
-from tests.broker.conftest import PR1, PR2, PUBLIC, make_settings
-from tests.broker.fakeidp import CLIENT_ID, FakeIdP
-from tests.broker.flows import (
+from tests.support.brokerunit import PR1, PR2, PUBLIC, make_settings
+from tests.support.fakeidp import CLIENT_ID, FakeIdP
+from tests.support.flows import (
     callback,
     forward_auth,
     gate_login,

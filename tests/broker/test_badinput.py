@@ -7,7 +7,7 @@ import logging
 import pytest
 from starlette.testclient import TestClient
 
-from tests.broker.conftest import PR1
+from tests.support.brokerunit import PR1
 
 XSS = "<script>alert(1)</script>"
 

@@ -7,7 +7,7 @@ import logging
 from starlette.testclient import TestClient
 
 from broker.boundedlog import BoundedLog
-from tests.broker.conftest import PR1, PR2
+from tests.support.brokerunit import PR1, PR2
 
 
 class Ticks:

@@ -24,7 +24,7 @@ from broker.forward_auth import ForwardAuth, _wants_html
 from broker.forwarded import DIRECT_HEADERS, FORWARD_AUTH_HEADERS, from_direct, from_nginx, from_traefik, pick_headers
 from broker.responses import NO_STORE, redirect
 from broker.tokens import SESSION_SALT, STATE_SALT, SessionSignature, make_serializers
-from tests.broker.conftest import KEY_NEW, KEY_OLD
+from tests.support.brokerunit import KEY_NEW, KEY_OLD
 
 TTL = 3600
 

@@ -9,9 +9,9 @@ import pytest
 from starlette.testclient import TestClient
 
 from broker.loginstate import derive, s256
-from tests.broker.conftest import PR1, PR2, PUBLIC
-from tests.broker.fakeidp import CLIENT_ID, CLIENT_SECRET, FakeIdP, basic_auth_of, form_of
-from tests.broker.flows import (
+from tests.support.brokerunit import PR1, PR2, PUBLIC
+from tests.support.fakeidp import CLIENT_ID, CLIENT_SECRET, FakeIdP, basic_auth_of, form_of
+from tests.support.flows import (
     assert_clears,
     broker_start,
     callback,
@@ -327,7 +327,7 @@ def test_userinfo_on_preview_host(client: TestClient, idp: FakeIdP) -> None:
 
 def test_group_policy_rechecked_on_every_auth(idp: FakeIdP, allowlist, clock) -> None:
     from broker.app import create_app
-    from tests.broker.conftest import make_settings
+    from tests.support.brokerunit import make_settings
 
     settings = make_settings(allowed_email_domains=[], allowed_groups=["eng"])
     with TestClient(create_app(settings, allowlist=allowlist, clock=clock), base_url=PUBLIC, follow_redirects=False) as c:

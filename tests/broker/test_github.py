@@ -9,9 +9,9 @@ from starlette.testclient import TestClient
 
 from broker.app import create_app
 from broker.loginstate import s256
-from tests.broker.conftest import PUBLIC, make_settings
-from tests.broker.fakeidp import form_of
-from tests.broker.flows import broker_start, callback, forward_auth, query_of
+from tests.support.brokerunit import PUBLIC, make_settings
+from tests.support.fakeidp import form_of
+from tests.support.flows import broker_start, callback, forward_auth, query_of
 
 DEEP = "https://pr-1.preview.example.com/x"
 API = "https://api.github.com"

@@ -7,9 +7,9 @@ import pytest
 from starlette.testclient import TestClient
 
 from broker.providers.oidc import identity_from_claims
-from tests.broker.conftest import PR1
-from tests.broker.fakeidp import CLIENT_ID, FakeIdP
-from tests.broker.flows import callback, forward_auth, session_cookie, start_gate
+from tests.support.brokerunit import PR1
+from tests.support.fakeidp import CLIENT_ID, FakeIdP
+from tests.support.flows import callback, forward_auth, session_cookie, start_gate
 
 DEEP = f"https://{PR1}/x"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from starlette.testclient import TestClient
 
 from broker.app import create_app
-from tests.broker.conftest import PUBLIC, make_settings
-from tests.broker.flows import broker_start, forward_auth
+from tests.support.brokerunit import PUBLIC, make_settings
+from tests.support.flows import broker_start, forward_auth
 
 
 class _Unsynced:

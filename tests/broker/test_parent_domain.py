@@ -5,8 +5,8 @@ from __future__ import annotations
 from starlette.testclient import TestClient
 
 from broker.app import create_app
-from tests.broker.conftest import PR2, PUBLIC, make_settings
-from tests.broker.flows import assert_clears, forward_auth, gate_login, session_cookie
+from tests.support.brokerunit import PR2, PUBLIC, make_settings
+from tests.support.flows import assert_clears, forward_auth, gate_login, session_cookie
 
 DEEP = "https://pr-1.preview.example.com/x"
 

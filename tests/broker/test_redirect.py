@@ -11,8 +11,8 @@ from starlette.testclient import TestClient
 
 from broker.allowlist import MutableAllowlist
 from broker.redirect import Origin, check_redirect
-from tests.broker.conftest import PR1
-from tests.broker.fakeidp import CLIENT_ID, FakeIdP
+from tests.support.brokerunit import PR1
+from tests.support.fakeidp import CLIENT_ID, FakeIdP
 
 ALLOW = frozenset({PR1, "xn--bcher-kva.preview.example.com"})
 ORIGIN = Origin("https", PR1)

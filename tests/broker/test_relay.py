@@ -13,9 +13,9 @@ import pytest
 from starlette.testclient import TestClient
 
 from broker.app import create_app
-from tests.broker.conftest import PR1, PR2, PUBLIC, make_settings
-from tests.broker.fakeidp import CLIENT_ID, ISSUER, FakeIdP
-from tests.broker.flows import callback, query_of
+from tests.support.brokerunit import PR1, PR2, PUBLIC, make_settings
+from tests.support.fakeidp import CLIENT_ID, ISSUER, FakeIdP
+from tests.support.flows import callback, query_of
 
 APP_CLIENT = "pr-app"
 RETURN_TO = f"https://{PR2}/auth/callback?keep=1"

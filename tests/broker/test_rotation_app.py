@@ -5,8 +5,8 @@ from __future__ import annotations
 from starlette.testclient import TestClient
 
 from broker.app import create_app
-from tests.broker.conftest import KEY_NEW, KEY_OLD, PUBLIC, make_settings
-from tests.broker.flows import forward_auth, gate_login, session_cookie
+from tests.support.brokerunit import KEY_NEW, KEY_OLD, PUBLIC, make_settings
+from tests.support.flows import forward_auth, gate_login, session_cookie
 
 DEEP = "https://pr-1.preview.example.com/x"
 
@@ -26,7 +26,7 @@ def test_session_survives_rotation_and_dies_when_key_retired(idp, allowlist, clo
 
 
 def test_state_started_before_rotation_completes_after(idp, allowlist, clock) -> None:
-    from tests.broker.flows import callback, start_gate
+    from tests.support.flows import callback, start_gate
 
     with _client([KEY_OLD], allowlist, clock) as c:
         state = start_gate(c, idp, DEEP)["state"]

@@ -6,7 +6,7 @@ import pytest
 
 from broker.clock import FrozenClock
 from broker.tokens import TokenError, dump, load, make_serializers
-from tests.broker.conftest import KEY_NEW, KEY_OLD
+from tests.support.brokerunit import KEY_NEW, KEY_OLD
 
 
 @pytest.fixture

@@ -299,8 +299,8 @@ async def test_broker_with_kubernetes_source_accepts_then_refuses_the_host(rig: 
     import respx
 
     from broker.app import create_app
-    from tests.broker.conftest import make_settings
-    from tests.broker.fakeidp import FakeIdP
+    from tests.support.brokerunit import make_settings
+    from tests.support.fakeidp import FakeIdP
 
     host = f"app-{uuid.uuid4().hex[:6]}.{DOMAIN}"
     settings = make_settings(allowlist_source="kubernetes", allowed_hosts=[], preview_domains=[DOMAIN])

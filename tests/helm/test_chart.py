@@ -1,35 +1,16 @@
-"""The Helm chart with the real helm: lint, template every ci/ values file, schema and fail() guards."""
+"""The Helm chart with the real helm: lint, template every ci/ values file, schema and fail() guards.
+
+Only the NOTES test needs the control plane (helm install --dry-run=client asks it for its version)."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.support.testbin import binary
+from tests.support.helm import CHART, CI_VALUES, helm, render
 
-pytestmark = pytest.mark.cluster  # needs binaries built by scripts/testbin
-
-CHART = Path(__file__).resolve().parents[2] / "helm" / "preview-broker"
-CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
-
-
-def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([str(binary("helm")), *args], capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"helm {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def render(values: Path | None = None, *sets: str) -> list[dict]:
-    args = ["template", "pb", str(CHART), "--namespace", "preview-broker"]
-    if values:
-        args += ["-f", str(values)]
-    for s in sets:
-        args += ["--set", s]
-    return [d for d in yaml.safe_load_all(helm(*args).stdout) if d]
+# Rendering needs only helm (built by scripts/testbin helm, which `make test-unit` runs first).
 
 
 def by_kind(docs: list[dict], kind: str) -> list[dict]:
@@ -91,8 +72,8 @@ def test_namespace_delete_only_when_expiry_deletes() -> None:
         role = next(d for d in by_kind(docs, "ClusterRole") if d["metadata"]["name"].endswith("-controller"))
         return next(r["verbs"] for r in role["rules"] if r["resources"] == ["namespaces"])
 
-    assert "delete" in controller_verbs("controller.expiryAction=delete")
-    assert "delete" not in controller_verbs("controller.expiryAction=revoke")
+    assert "delete" in controller_verbs("controller.expiryAction=delete", "controller.closed.action=revoke")
+    assert "delete" not in controller_verbs("controller.expiryAction=revoke", "controller.closed.action=revoke")
 
 
 def test_lease_permissions_are_namespaced_and_named() -> None:

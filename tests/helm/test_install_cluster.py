@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helm.test_chart import CHART, helm
+from tests.support.helm import CHART, helm
 from tests.support.controlplane import ControlPlane
 from tests.support.procs import Proc, free_port, http_ok, wait_until
 

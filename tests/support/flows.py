@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 from starlette.testclient import TestClient
 
-from tests.broker.fakeidp import FakeIdP
+from tests.support.fakeidp import FakeIdP
 
 
 def query_of(url: str) -> dict[str, str]:
