@@ -9,6 +9,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 
 from broker.config import split_list
 from broker.hosts import InvalidHost, is_under, normalize_host, parse_domains
+from foundation.durations import Duration
 
 CommaList = Annotated[list[str], BeforeValidator(split_list)]
 PortList = Annotated[list[int], BeforeValidator(split_list)]
@@ -81,9 +82,12 @@ class BrokerSettings(BaseModel):
         description="ID-token claim the identity provider asserts as the user name (X-Auth-Request-User). "
         "Empty: the verified email, else sub. Never a display name.",
     )
-    state_ttl: int = Field(default=600, ge=30, le=3600, description="Seconds a login may take at the IdP.")
-    ticket_ttl: int = Field(default=60, ge=5, le=600, description="Seconds a post-login ticket is valid.")
-    session_ttl: int = Field(default=43200, ge=60, le=30 * 86400, description="Seconds a gate-mode session lasts.")
+    state_ttl: Duration = Field(default=600, ge=30, le=3600,
+                                description="How long a login may take at the IdP (30s to 1h; e.g. 10m).")
+    ticket_ttl: Duration = Field(default=60, ge=5, le=600,
+                                 description="How long a post-login ticket is valid (5s to 10m).")
+    session_ttl: Duration = Field(default=43200, ge=60, le=30 * 86400,
+                                  description="How long a gate-mode session lasts (1m to 30d; e.g. 12h).")
     cookie_domain: str = Field(
         default="",
         description="RISKY, off by default: a parent domain for the session cookie so one login covers every "

@@ -46,7 +46,8 @@ def test_valid_environment() -> None:
         ({"PREVIEW_BROKER_ALLOWED_HOSTS": ""}, "PREVIEW_BROKER_ALLOWED_HOSTS", "empty"),
         ({"PREVIEW_BROKER_PREVIEW_DOMAINS": ""}, "PREVIEW_BROKER_PREVIEW_DOMAINS", "at least one"),
         ({"PREVIEW_BROKER_ALLOWED_EMAIL_DOMAINS": None}, "PREVIEW_BROKER_ALLOWED_EMAIL_DOMAINS", "authorization rule"),
-        ({"PREVIEW_BROKER_STATE_TTL": "forever"}, "PREVIEW_BROKER_STATE_TTL", "integer"),
+        ({"PREVIEW_BROKER_STATE_TTL": "forever"}, "PREVIEW_BROKER_STATE_TTL", "duration like 90s, 15m"),
+        ({"PREVIEW_BROKER_SESSION_TTL": "31d"}, "PREVIEW_BROKER_SESSION_TTL", "less than or equal"),
         ({"PREVIEW_BROKER_STATE_TTL": "5"}, "PREVIEW_BROKER_STATE_TTL", "greater"),
         ({"PREVIEW_BROKER_ALLOW_HTTP": "maybe"}, "PREVIEW_BROKER_ALLOW_HTTP", "boolean"),
         ({"PREVIEW_BROKER_ALLOWED_PORTS": "70000"}, "PREVIEW_BROKER_ALLOWED_PORTS", "65535"),
@@ -64,6 +65,12 @@ def test_bad_setting_names_itself(change, setting, words) -> None:
     assert err.value.setting == setting
     assert words in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_durations_take_the_one_syntax_both_components_share() -> None:
+    s = load(BrokerSettings, {**BASE, "PREVIEW_BROKER_SESSION_TTL": "12h", "PREVIEW_BROKER_STATE_TTL": "10m",
+                              "PREVIEW_BROKER_TICKET_TTL": "90"})
+    assert (s.session_ttl, s.state_ttl, s.ticket_ttl) == (43200, 600, 90)
 
 
 def test_secret_values_are_never_echoed() -> None:
