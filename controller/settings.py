@@ -32,7 +32,12 @@ def _empty_is_none(value: object) -> object:
 
 
 OptionalSeconds = Annotated[float | None, BeforeValidator(_empty_is_none)]
-Quantities = dict[Literal["cpu", "memory", "ephemeral-storage"], str]
+def _quantity(value: object) -> object:
+    # YAML writes `cpu: 1` as a number; Kubernetes takes quantities as strings.
+    return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
+Quantities = dict[Literal["cpu", "memory", "ephemeral-storage"], Annotated[str, BeforeValidator(_quantity)]]
 
 
 class Resources(BaseModel):

@@ -81,6 +81,15 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace 
 {{- if and .Values.controller.github.enabled (not .Values.controller.github.existingSecret) -}}
 {{- fail "controller.github.enabled=true needs controller.github.existingSecret (keys: token, or app-id, installation-id, private-key)" -}}
 {{- end -}}
+{{- with .Values.controller.lease -}}
+{{- $deadline := ternary (divf (mulf .duration 2) 3) .renewDeadline (kindIs "invalid" .renewDeadline) -}}
+{{- if not (lt (float64 $deadline) (float64 .duration)) -}}
+{{- fail "controller.lease.renewDeadline must be less than controller.lease.duration (the leader must stop before a follower may take over)" -}}
+{{- end -}}
+{{- if and (not (kindIs "invalid" .retryPeriod)) (not (lt (mulf .retryPeriod 1.2) (float64 $deadline))) -}}
+{{- fail "controller.lease.retryPeriod must be less than renewDeadline / 1.2 (more than one renewal attempt before the deadline)" -}}
+{{- end -}}
+{{- end -}}
 {{- if and (gt (int .Values.controller.replicaCount) 1) (not .Values.controller.leaderElection) -}}
 {{- fail "controller.replicaCount > 1 needs controller.leaderElection=true (only one replica may write)" -}}
 {{- end -}}

@@ -1,0 +1,135 @@
+"""The chart's controller part: settings wired from values, least-privilege RBAC, schema and fail() guards."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from broker.config import load
+from controller.settings import ControllerSettings
+from tests.support.helm import CHART, helm, render
+
+OIDC = CHART / "ci" / "oidc-values.yaml"
+LIFECYCLE = CHART / "ci" / "lifecycle-values.yaml"
+
+
+def controller_env(values=OIDC, *sets: str) -> dict[str, str]:
+    docs = render(values, *sets)
+    dep = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-controller"))
+    return {e["name"]: e.get("value", "<from secret>") for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+
+def cluster_rules(values=OIDC, *sets: str) -> dict[str, list[str]]:
+    docs = render(values, *sets)
+    role = next(d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"].endswith("-controller"))
+    return {",".join(r["resources"]): r["verbs"] for r in role["rules"]}
+
+
+def test_the_controller_settings_the_chart_writes_are_the_ones_it_reads() -> None:
+    env = controller_env(LIFECYCLE)
+    plain = {k: v for k, v in env.items() if v != "<from secret>"}
+    plain["PREVIEW_BROKER_GITHUB_APP_PRIVATE_KEY_FILE"] = ""  # a file the pod mounts; not here
+    plain["PREVIEW_BROKER_GITHUB_APP_ID"] = plain["PREVIEW_BROKER_GITHUB_APP_INSTALLATION_ID"] = ""
+    settings = load(ControllerSettings, plain)  # every name known, every value valid
+    assert settings.public_url == "https://auth.preview.example.com"
+    assert settings.reserved == {"status.preview.example.com": "reserved (RESERVED_HOSTS)",
+                                 "auth.preview.example.com": "the broker's own host (PUBLIC_URL)"}
+    assert (settings.lease_duration, settings.renew_deadline_seconds, settings.retry_period_seconds) == (20, 12, 3)
+    assert (settings.closed_action, settings.closed_grace, settings.dry_run) == ("delete", "15m", False)
+    assert settings.argocd_namespace == "argocd" and settings.pull_request_check_interval == "10m"
+    assert settings.database_mode == "plugin" and settings.database_storage_class == "gp3"
+    assert settings.database_image == "ghcr.io/cloudnative-pg/postgresql:17.5"
+    assert settings.database_resources.model_dump() == {"requests": {"cpu": "1", "memory": "256Mi"},
+                                                        "limits": {"memory": "512Mi"}}
+    assert settings.database_recovery_target_time == "2026-11-27T23:00:00Z"
+
+
+def test_defaults_derive_the_lease_timings_and_use_the_barman_plugin() -> None:
+    env = controller_env()
+    assert env["PREVIEW_BROKER_LEASE_DURATION"] == "15"
+    assert "PREVIEW_BROKER_RENEW_DEADLINE" not in env and "PREVIEW_BROKER_RETRY_PERIOD" not in env  # 2/3, 2/15
+    assert env["PREVIEW_BROKER_DATABASE_MODE"] == "plugin" and env["PREVIEW_BROKER_DATABASE_RESOURCES"] == "{}"
+    assert env["PREVIEW_BROKER_ARGOCD_NAMESPACE"] == "" and env["PREVIEW_BROKER_DRY_RUN"] == "false"
+
+
+def test_liveness_is_the_controllers_own_healthz() -> None:
+    docs = render(OIDC)
+    dep = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-controller"))
+    probe = dep["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]
+    assert probe["httpGet"] == {"path": "/healthz", "port": "metrics"} and probe["failureThreshold"] == 3
+
+
+@pytest.mark.parametrize(
+    ("sets", "deletes"),
+    [
+        ((), True),  # closed.action=delete by default: closed pull requests' namespaces go
+        (("controller.closed.action=revoke",), False),
+        (("controller.closed.action=revoke", "controller.expiryAction=delete"), True),
+        (("controller.dryRun=true",), False),  # a dry run deletes nothing, so it may not
+        (("controller.dryRun=true", "controller.expiryAction=delete"), False),
+    ],
+)
+def test_namespace_delete_is_granted_only_when_the_controller_may_delete(sets, deletes) -> None:
+    rules = cluster_rules(OIDC, "controller.expiryAction=revoke", *sets)  # the chart's defaults, then `sets`
+    assert ("delete" in rules["namespaces"]) is deletes
+
+
+def test_cluster_wide_rules_are_exactly_what_the_lifecycle_needs() -> None:
+    assert cluster_rules() == {
+        "namespaces": ["get", "list", "watch", "delete"],
+        "ingresses": ["get", "list", "watch"],
+        "previewenvironments": ["get", "list", "watch", "create", "delete"],
+        "previewenvironments/status": ["get", "patch"],
+        "events": ["create"],
+        "clusters": ["get", "list", "watch", "create"],
+        "objectstores": ["get", "create"],
+        "buckets": ["get", "list", "watch", "create", "patch"],
+    }
+
+
+def test_argo_cd_applications_are_readable_only_in_argo_cds_namespace_and_only_when_asked() -> None:
+    assert [d for d in render(OIDC) if d["metadata"]["name"].endswith("-argocd")] == []
+    docs = render(LIFECYCLE)
+    role, binding = (next(d for d in docs if d["kind"] == kind and d["metadata"]["name"].endswith("-argocd"))
+                     for kind in ("Role", "RoleBinding"))
+    assert role["metadata"]["namespace"] == "argocd" == binding["metadata"]["namespace"]
+    assert role["rules"] == [{"apiGroups": ["argoproj.io"], "resources": ["applications"],
+                              "verbs": ["get", "list", "watch"]}]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "pb-preview-broker-controller",
+                                    "namespace": "preview-broker"}]
+    assert "argoproj.io" not in json.dumps(cluster_rules(LIFECYCLE))
+
+
+@pytest.mark.parametrize(
+    "bad_set",
+    ["controller.closed.action=archive", "controller.closed.grace=soon", "controller.lease.duration=1",
+     "controller.lease.renewDeadline=0", "controller.database.mode=barman",
+     "controller.database.recoveryTargetTime=yesterday", "controller.database.resources.requests.gpu=1",
+     "controller.github.pullRequestCheckInterval=often", "controller.argocd.namespace=Argo_CD",
+     "controller.reservedHosts={not a host}", "controller.dryRun=maybe"],
+)
+def test_schema_refuses_invalid_controller_values(bad_set: str) -> None:
+    proc = helm("template", "pb", str(CHART), "-f", str(OIDC), "--set", bad_set, check=False)
+    assert proc.returncode != 0
+    assert "schema" in proc.stderr.lower() or "values don't meet" in proc.stderr.lower()
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (["controller.lease.renewDeadline=20"], "renewDeadline must be less than controller.lease.duration"),
+        (["controller.lease.duration=12"], "renewDeadline must be less than controller.lease.duration"),  # 12 set
+        (["controller.lease.retryPeriod=10"], "retryPeriod must be less than renewDeadline / 1.2"),
+    ],
+)
+def test_lease_timings_follow_client_go_rules(sets: list[str], message: str) -> None:
+    args = ["template", "pb", str(CHART), "-f", str(LIFECYCLE)]
+    for s in sets:
+        args += ["--set", s]
+    proc = helm(*args, check=False)
+    assert proc.returncode != 0 and message in proc.stderr
+
+
+def test_a_derived_renew_deadline_fits_any_lease_duration() -> None:
+    assert controller_env(OIDC, "controller.lease.duration=6")["PREVIEW_BROKER_LEASE_DURATION"] == "6"
