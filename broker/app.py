@@ -115,19 +115,40 @@ class BrokerApp:
         self.state = app.state
         self._decide = routes.forward_auth.decide
         self._headers = routes.forward_auth.headers
+        self._decide_gateway = routes.forward_auth.decide_gateway
+        self._gateway_headers = routes.forward_auth.gateway_headers
+        self._prefix = broker.settings.ext_auth_prefix
+        self._prefix_slash = self._prefix + "/"
         self._latency = broker.metrics.latency.labels("auth")
+        self._gateway_latency = broker.metrics.latency.labels("ext_auth")
 
     async def __call__(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
-        if scope["type"] == "http" and scope["path"] == "/oauth2/auth":
-            started = time.perf_counter()
-            try:
-                response = self._decide(pick_headers(scope["headers"], self._headers),
-                                        scope["query_string"].decode("latin-1"))
-            except Exception as exc:
-                response = failure(self.broker, "auth", exc)
-            self._latency.observe(time.perf_counter() - started)
-            await response(scope, receive, send)
-            return
+        if scope["type"] == "http":
+            path = scope["path"]
+            if path == "/oauth2/auth":
+                started = time.perf_counter()
+                try:
+                    response = self._decide(pick_headers(scope["headers"], self._headers),
+                                            scope["query_string"].decode("latin-1"))
+                except Exception as exc:
+                    response = failure(self.broker, "auth", exc)
+                self._latency.observe(time.perf_counter() - started)
+                await response(scope, receive, send)
+                return
+            if path.startswith(self._prefix_slash) or path == self._prefix:
+                started = time.perf_counter()
+                # The original path exactly as the gateway sent it (scope["path"] is percent-decoded).
+                raw = scope.get("raw_path")
+                original = raw.decode("latin-1") if raw else path
+                try:
+                    response = self._decide_gateway(
+                        pick_headers(scope["headers"], self._gateway_headers), original[len(self._prefix):],
+                        scope["query_string"].decode("latin-1"), scope["method"])
+                except Exception as exc:
+                    response = failure(self.broker, "ext_auth", exc)
+                self._gateway_latency.observe(time.perf_counter() - started)
+                await response(scope, receive, send)
+                return
         await self.app(scope, receive, send)
 
     def metrics_app(self) -> Starlette:

@@ -3,8 +3,11 @@
 The ingress asks /oauth2/auth before each request to a preview app.  The answer is made
 from the proxy's headers alone (see forwarded.py for which), with no I/O and nothing
 awaited: 202 with the identity headers, 401 (or, for a browser with ?redirect=true, a
-redirect to log in), or 403.  Broker paths on the preview host (ticket, sign-out, start)
-are answered here too, always with a non-2xx answer, which Traefik hands to the browser.
+redirect to log in), or 403.  A Gateway API external-auth check (GEP-1494, HTTP) asks
+EXT_AUTH_PREFIX + the original path instead, and gets the same decision with 200 to allow
+and a login redirect for browsers.  Broker paths on the preview host (ticket, sign-out,
+start) are answered here too, always with a non-2xx answer, which the proxy hands to the
+browser.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from starlette.responses import Response
 from broker.cookies import cookie_value
 from broker.core import Broker
 from broker.errors import Forbidden
-from broker.forwarded import FORWARD_AUTH_HEADERS, READERS, PreviewRequest
+from broker.forwarded import FORWARD_AUTH_HEADERS, GATEWAY_HEADERS, READERS, PreviewRequest, from_gateway
 from broker.identity import Identity, authorize
 from broker.preview import PreviewEndpoints
 from broker.query import parse_params
@@ -41,6 +44,7 @@ class ForwardAuth:
         self.signout = signout
         kind = broker.settings.forward_auth_proxy
         self.headers = FORWARD_AUTH_HEADERS[kind]
+        self.gateway_headers = GATEWAY_HEADERS
         self._read = READERS[kind]
         self._allow_http = broker.settings.allow_http
         # Label lookups cost more than the increments on the hot path: bind them once.
@@ -49,8 +53,15 @@ class ForwardAuth:
         }
 
     def decide(self, headers: Mapping[str, str], query: str) -> Response:
-        """Decide one forward-auth request from its headers alone."""
-        preview = self._read(headers)
+        """Decide one forward-auth request (/oauth2/auth) from its headers alone."""
+        return self._decide(self._read(headers), headers, "redirect=true" in query.split("&"), 202)
+
+    def decide_gateway(self, headers: Mapping[str, str], path: str, query: str, method: str) -> Response:
+        """Decide one external-auth check: the original request, its path under EXT_AUTH_PREFIX."""
+        preview = from_gateway(headers, path, query, method, self._allow_http)
+        return self._decide(preview, headers, True, 200)
+
+    def _decide(self, preview: PreviewRequest, headers: Mapping[str, str], redirect: bool, allow: int) -> Response:
         if preview.scheme != "https" and not self._allow_http:
             # Never a session over plain http: no cookie is read, set or refreshed.
             raise Forbidden("https_required", "This preview environment is served over https only.",
@@ -66,25 +77,25 @@ class ForwardAuth:
         cookies = headers.get("cookie", "")
         token = cookie_value(cookies, names.session)
         if not token:
-            return self._unauthenticated(preview, headers, query, cookies)
+            return self._unauthenticated(preview, headers, redirect, cookies)
         identity, why = self.b.sessions.check(token, preview.host)
         if identity is None:
             # Anyone can send a forged cookie, as often as they like: count each, log a few.
             self.b.count_refusal("auth", f"session_{why}")
             self.b.bounded_log.refused("auth", f"session_{why}", 401, host=preview.host, level=logging.INFO)
-            return self._unauthenticated(preview, headers, query, cookies)
+            return self._unauthenticated(preview, headers, redirect, cookies)
         decision = authorize(identity, self.b.policy)
         if not decision.allowed:
             self._result["forbidden"].inc()
             raise Forbidden(f"not_authorized_{decision.reason}", "This account is not allowed into previews.",
                             host=preview.host)
         self._result["ok"].inc()
-        return PrebuiltResponse(202, _identity_raw_headers(identity))
+        return PrebuiltResponse(allow, _identity_raw_headers(identity))
 
-    def _unauthenticated(self, preview: PreviewRequest, headers: Mapping[str, str], query: str,
+    def _unauthenticated(self, preview: PreviewRequest, headers: Mapping[str, str], redirect: bool,
                          cookies: str) -> Response:
         self._result["unauthenticated"].inc()
-        if "redirect=true" in query.split("&") and _wants_html(preview, headers):
+        if redirect and _wants_html(preview, headers):
             return self.b.login_redirect(preview, preview.url,
                                          cookie_value(cookies, self.b.cookie_names(preview.scheme).login))
         return PrebuiltResponse(401, _UNAUTHORIZED_HEADERS, _SIGN_IN)

@@ -10,6 +10,13 @@ those and nothing else (FORWARD_AUTH_PROXY):
 * nginx: ingress-nginx's auth-url subrequest sets X-Original-URL and X-Original-Method.
   X-Forwarded-*, which a client may send, is ignored.
 
+Gateway API external auth (GEP-1494's HTTP protocol, Envoy's HTTP ext_authz) is a kind of
+its own, on its own path: the gateway sends the original request itself, its path appended to
+EXT_AUTH_PREFIX, with the Host it routed by, the original method, and only the headers the
+route allows.  Its scheme is https (the gateway terminates TLS): X-Forwarded-Proto is read only
+with ALLOW_HTTP, since a gateway that copies client headers (an nginx auth_request) would pass
+a client's one through.
+
 Requests routed straight to the broker on a preview host (nginx-style `/oauth2/` paths) are
 read from Host and X-Forwarded-Host/-Proto, which every ingress overwrites.
 """
@@ -32,6 +39,8 @@ FORWARD_AUTH_HEADERS = {
     "traefik": _COMMON | {b"x-forwarded-host", b"x-forwarded-proto", b"x-forwarded-uri", b"x-forwarded-method"},
     "nginx": _COMMON | {b"x-original-url", b"x-original-method"},
 }
+# What the external-auth endpoint reads (besides the request line itself).
+GATEWAY_HEADERS = _COMMON | {b"host", b"x-forwarded-proto"}
 # What from_direct reads.
 DIRECT_HEADERS = frozenset({b"host", b"x-forwarded-host", b"x-forwarded-proto"})
 
@@ -128,6 +137,15 @@ def from_nginx(headers: Mapping[str, str]) -> PreviewRequest:
 
 
 READERS = {"traefik": from_traefik, "nginx": from_nginx}
+
+
+def from_gateway(headers: Mapping[str, str], path: str, query: str, method: str, allow_http: bool) -> PreviewRequest:
+    """The original request of a GEP-1494 HTTP external-auth check (`path` with the prefix removed)."""
+    host = headers.get("host")
+    if not host:
+        raise BadRequest("no_host", "This endpoint is for a gateway's external auth: it needs the Host header.")
+    scheme = headers.get("x-forwarded-proto", "https") if allow_http else "https"
+    return _build(scheme, host, (path or "/") + (f"?{query}" if query else ""), method)
 
 
 def from_direct(headers: Mapping[str, str], scheme: str, path: str, query: str, method: str = "GET") -> PreviewRequest:

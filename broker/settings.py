@@ -77,6 +77,11 @@ class BrokerSettings(BaseModel):
         "and X-Original-Method, which ingress-nginx's auth-url sets). Headers of the other kind are ignored: a "
         "client may send them.",
     )
+    ext_auth_prefix: str = Field(
+        default="/oauth2/ext",
+        description="Path prefix of Gateway API external-auth checks (GEP-1494 HTTP, Envoy ext_authz): the "
+        "gateway appends the original path to it, sends the original Host and method, and gets 200 to allow.",
+    )
     oidc_username_claim: str = Field(
         default="preferred_username",
         description="ID-token claim the identity provider asserts as the user name (X-Auth-Request-User). "
@@ -105,6 +110,17 @@ class BrokerSettings(BaseModel):
         if parts.query or parts.fragment or parts.username:
             raise ValueError("must not carry a query, fragment or userinfo")
         return v.rstrip("/")
+
+    @field_validator("ext_auth_prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        v = v.rstrip("/")
+        if not v.startswith("/oauth2/") or "?" in v or "#" in v or "//" in v:
+            raise ValueError("must be a path under /oauth2/, like /oauth2/ext")
+        if v in ("/oauth2/auth", "/oauth2/start", "/oauth2/relay", "/oauth2/callback", "/oauth2/ticket",
+                 "/oauth2/sign_out", "/oauth2/userinfo"):
+            raise ValueError("must not be one of the broker's own endpoints")
+        return v
 
     @field_validator("preview_domains")
     @classmethod

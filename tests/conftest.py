@@ -12,11 +12,16 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import authlib.deprecate  # noqa: F401  # see below
 import pytest
 
 from tests.support.controlplane import ControlPlane, cleanup, install_crds, start_control_plane
 from tests.support.dex import Dex, app_client, start_dex
 from tests.support.procs import Proc, free_port, http_ok, wait_until
+
+# authlib installs an "always" warnings filter for its own deprecation notices when it is first
+# imported; importing it here, before pytest applies pyproject's filterwarnings around each test,
+# keeps those filters in charge (authlib's notice that it prefers the httpx2 fork is expected).
 
 BROKER_PORT = free_port()
 BROKER_METRICS_PORT = free_port()
