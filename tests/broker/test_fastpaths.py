@@ -21,7 +21,16 @@ from broker.clock import FrozenClock
 from broker.cookies import cookie_value, request_cookie
 from broker.core import Broker
 from broker.forward_auth import ForwardAuth, _wants_html
-from broker.forwarded import DIRECT_HEADERS, FORWARD_AUTH_HEADERS, from_direct, from_nginx, from_traefik, pick_headers
+from broker.forwarded import (
+    DIRECT_HEADERS,
+    FORWARD_AUTH_HEADERS,
+    GATEWAY_HEADERS,
+    from_direct,
+    from_gateway,
+    from_nginx,
+    from_traefik,
+    pick_headers,
+)
 from broker.responses import NO_STORE, redirect
 from broker.tokens import SESSION_SALT, STATE_SALT, SessionSignature, make_serializers
 from tests.support.brokerunit import KEY_NEW, KEY_OLD
@@ -106,8 +115,9 @@ def test_pick_headers_decodes_the_named_ones_and_the_last_repeat_wins() -> None:
 @pytest.mark.parametrize(
     ("functions", "names"),
     [
-        ((from_traefik, ForwardAuth.decide, ForwardAuth._special, _wants_html), FORWARD_AUTH_HEADERS["traefik"]),
-        ((from_nginx, ForwardAuth.decide, ForwardAuth._special, _wants_html), FORWARD_AUTH_HEADERS["nginx"]),
+        ((from_traefik, ForwardAuth._decide, ForwardAuth._special, _wants_html), FORWARD_AUTH_HEADERS["traefik"]),
+        ((from_nginx, ForwardAuth._decide, ForwardAuth._special, _wants_html), FORWARD_AUTH_HEADERS["nginx"]),
+        ((from_gateway, ForwardAuth._decide, ForwardAuth._special, _wants_html), GATEWAY_HEADERS),
         ((from_direct, Broker.preview_request), DIRECT_HEADERS),
     ],
 )
