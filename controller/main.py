@@ -74,8 +74,9 @@ async def run_controller(
     finally:
         metrics.leader.set(0)
         health.watches = lambda: ()
-        if stop.is_set():
-            await elector.release()
+        # Stopped or crashed while still holding it: hand over now rather than after a lease duration.
+        # (After losing it, release() touches nothing: the lease may be another replica's.)
+        await elector.release()
     if ended == "lease":
         log.error("exiting_after_leadership_loss", extra={"identity": settings.identity})
         return 1

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from controller import names, policy, resources
+from controller.applications import Applications
 from controller.kube import ApiError, Kube, KubeError, NotLeader, slim
 from controller.lifetime import PullRequest
 from controller.metrics import ControllerMetrics
@@ -53,8 +54,6 @@ class Cache:
         self.previews: dict[str, dict[str, Any]] = {}
         self.clusters: dict[str, dict[str, Any]] = {}
         self.buckets: dict[str, dict[str, Any]] = {}
-        # Names of the Argo CD Applications in ARGOCD_NAMESPACE; None while they are not watched.
-        self.applications: set[str] | None = None
         # What GitHub last said about each preview's pull request (filled by PullRequestChecker).
         self.pull_requests: dict[str, PullRequest] = {}
 
@@ -97,6 +96,8 @@ class Controller:
         self.queue = WorkQueue()
         self.domains = tuple(settings.preview_domains)
         self.reserved = settings.reserved  # the broker's own host and RESERVED_HOSTS: never a preview's
+        self.applications = Applications(settings.argocd_namespace, lambda: self.cache.namespaces.values(),
+                                         self.queue.add)
         self.watchers: list[Watcher] = []
         self.available_kinds: set[str] = set()
         # Side jobs with their own queues (GitHub statuses, bucket emptying): told after every
@@ -158,44 +159,6 @@ class Controller:
 
         return sync, on_event
 
-    def _sync_applications(self, names_: list[str]) -> None:
-        fresh = set(names_)
-        changed = fresh ^ (self.cache.applications or set())
-        self.cache.applications = fresh
-        self._wake_for_applications(changed)
-
-    def _on_application(self, event: str, app: str) -> None:
-        apps = self.cache.applications if self.cache.applications is not None else set()
-        self.cache.applications = apps
-        if event == "DELETED":
-            if app in apps:
-                apps.discard(app)
-                self._wake_for_applications({app})
-        elif app not in apps:  # status updates of a known Application change nothing here
-            apps.add(app)
-            self._wake_for_applications({app})
-
-    def _wake_for_applications(self, apps: set[str]) -> None:
-        if not apps:
-            return
-        for view in self.cache.namespaces.values():
-            if self._application_of(view) in apps:
-                self.queue.add(view.name)
-
-    def _application_of(self, ns: policy.NamespaceView) -> str | None:
-        """The Application's name when the namespace names one in the watched Argo CD namespace."""
-        value = ns.annotations.get(names.ANN_ARGOCD_APP, "").strip()
-        if not value:
-            return None
-        app_ns, _, app = value.rpartition("/")
-        if app_ns and app_ns != self.settings.argocd_namespace:
-            return None  # an Application elsewhere: not watched, so no verdict
-        return app
-
-    def application_gone(self, ns: policy.NamespaceView) -> bool:
-        app = self._application_of(ns)
-        return app is not None and self.cache.applications is not None and app not in self.cache.applications
-
     def _watchers(self) -> list[Watcher]:
         restart = self.metrics.watch_restarts
 
@@ -224,7 +187,7 @@ class Controller:
         if "Application" in self.available_kinds and self.settings.argocd_namespace:
             # Only the names: Applications are large, and all that matters is which still exist.
             out.append(w(f"/apis/argoproj.io/v1alpha1/namespaces/{self.settings.argocd_namespace}/applications",
-                         "argocd-applications", self._sync_applications, self._on_application,
+                         "argocd-applications", self.applications.on_sync, self.applications.on_event,
                          transform=_name_of))
         return out
 
@@ -346,7 +309,7 @@ class Controller:
         now = self.clock()
         current_status = (current or {}).get("status") or {}
         standing = policy.standing(ns, current=current_status, pr=self.cache.pull_requests.get(name),
-                                   application_gone=self.application_gone(ns), settings=self.settings, now=now)
+                                   application_gone=self.applications.gone(ns), settings=self.settings, now=now)
         live = not ns.deleting and standing.live
         candidates = policy.candidate_hosts(ns, self.cache.ingresses.get(name, {}).values(), self.settings.ingress_hosts)
         valid, refused = policy.validate_hosts(candidates, self.domains, self.reserved)

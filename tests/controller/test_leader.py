@@ -227,3 +227,39 @@ async def test_the_controller_reconciles_nothing_while_the_lease_cannot_be_acqui
     assert "Task exception was never retrieved" not in caplog.text
     stop.set()
     assert await asyncio.wait_for(task, 5) == 0
+
+
+def _settings(**kw) -> ControllerSettings:
+    return ControllerSettings.model_validate({
+        "preview_domains": ["preview.example.com"], "identity": "me", "kube_namespace": NS, "lease_name": LEASE,
+        "lease_duration": 2, "renew_deadline": 1, "retry_period": 0.2, **kw})
+
+
+async def test_the_controller_runs_once_it_holds_the_lease_and_hands_it_over_when_stopped(api: FakeApiserver) -> None:
+    metrics, health, stop = ControllerMetrics(), Health(), asyncio.Event()
+    task = asyncio.create_task(run_controller(api.client, _settings(), metrics=metrics,  # type: ignore[attr-defined]
+                                              health=health, stop=stop))
+
+    def listed() -> bool:
+        return any(r.path == "/api/v1/namespaces" for r in api.requests)
+
+    while not listed():
+        await asyncio.sleep(0.05)
+    assert metrics.leader._value.get() == 1 and len(list(health.watches())) == 3
+    stop.set()
+    assert await asyncio.wait_for(task, 5) == 0
+    assert api.lease(NS, LEASE)["spec"]["holderIdentity"] == ""  # the next leader need not wait
+    assert metrics.leader._value.get() == 0 and list(health.watches()) == []
+
+
+async def test_the_controller_stops_and_exits_1_when_another_replica_holds_the_lease(api: FakeApiserver) -> None:
+    metrics, stop = ControllerMetrics(), asyncio.Event()
+    task = asyncio.create_task(run_controller(api.client, _settings(), metrics=metrics,  # type: ignore[attr-defined]
+                                              health=Health(), stop=stop))
+    while metrics.leader._value.get() != 1:
+        await asyncio.sleep(0.05)
+    api.put_lease(NS, LEASE, {**api.lease(NS, LEASE)["spec"], "holderIdentity": "usurper"})
+    taken = time.monotonic()
+    assert await asyncio.wait_for(task, 5) == 1
+    assert api.writes(since=taken) == []  # not even a release: the lease is the usurper's
+    assert api.lease(NS, LEASE)["spec"]["holderIdentity"] == "usurper"

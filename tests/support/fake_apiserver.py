@@ -88,7 +88,7 @@ class FakeApiserver:
         parts = request.path.strip("/").split("/")
         # /apis/coordination.k8s.io/v1/namespaces/{ns}/leases[/{name}]
         if len(parts) < 6 or parts[:3] != ["apis", "coordination.k8s.io", "v1"] or parts[5] != "leases":
-            return web.json_response({})
+            return await self._anything_else(request)
         script = self._script.get(request.method)
         if script:
             answer = script.popleft()
@@ -121,6 +121,19 @@ class FakeApiserver:
             self.put_lease(namespace, parts[6], body["spec"])
             return web.json_response(self.leases[key])
         return _status(405, "method not allowed")
+
+
+    async def _anything_else(self, request: web.Request) -> web.StreamResponse:
+        """An empty, quiet cluster: discovery knows no optional APIs, lists are empty, watches say
+        nothing until the server stops, writes succeed."""
+        if request.method != "GET":
+            return web.json_response({}, status=201)
+        if request.query.get("watch") in ("1", "true"):
+            stream = web.StreamResponse(headers={"Content-Type": "application/json"})
+            await stream.prepare(request)
+            await self._closing.wait()
+            return stream
+        return web.json_response({"kind": "List", "items": [], "resources": [], "metadata": {"resourceVersion": "1"}})
 
 
 def _status(code: int, message: str, reason: str = "") -> web.Response:
