@@ -11,9 +11,9 @@ with deletion policy `retain` and no finalizer: the data stays.
 Credentials come from the usual AWS chain (IRSA in a cluster); S3_ENDPOINT_URL
 points elsewhere (MinIO, a test server).
 
-With DRY_RUN nothing is deleted: the janitor logs and records a DryRun Event
-naming the bucket, and the finalizer stays (the Bucket, and its namespace,
-wait until DRY_RUN is off).  Every delete batch first asks the leader-election
+With DRY_RUN nothing is deleted: the janitor logs what it would empty (and
+tries a DryRun Event, which a terminating namespace usually refuses), and the
+finalizer stays (the Bucket, and its namespace, wait until DRY_RUN is off).  Every delete batch first asks the leader-election
 fence: a replica that lost the lease deletes nothing.
 """
 

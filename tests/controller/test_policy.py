@@ -9,7 +9,6 @@ import pytest
 
 from broker.config import ConfigError, load
 from controller import names, resources
-from controller.lifetime import PullRequest
 from controller.policy import (
     ClaimIndex,
     IngressView,

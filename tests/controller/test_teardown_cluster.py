@@ -124,6 +124,39 @@ async def test_namespace_deletion_empties_the_bucket_before_the_bucket_object_go
     await eventually(namespace_gone, "namespace deletion completes", 60)
 
 
+async def test_dry_run_empties_no_bucket_and_holds_it_until_turned_off(
+    control_plane: ControlPlane, aws_env, s3, caplog
+) -> None:
+    """Someone else deletes the namespace of a preview: with DRY_RUN the janitor deletes no object in S3 and
+    keeps its finalizer (the Bucket waits), saying what it would have done."""
+    caplog.set_level(logging.INFO, logger="preview_broker.buckets")
+    async with make_rig(
+        control_plane, bucket_default=True, dry_run=True,
+        extensions=lambda c: [BucketJanitor(c.kube, c.cache, endpoint_url=aws_env, dry_run=True, announce=c.announce)],
+    ) as rig:
+        ns = await rig.namespace(host=f"dry-{uuid.uuid4().hex[:6]}.{DOMAIN}")
+        bucket = await eventually(lambda: _bucket_object(rig, ns), "Bucket object created")
+        name = bucket["spec"]["name"]
+        await _fill_versioned_bucket(s3, name, 20)
+        before = await _versions(s3, name)
+        await rig.api.delete(f"/api/v1/namespaces/{ns}")
+        said = await eventually(lambda: [r for r in caplog.records if r.msg == "dry_run_would_empty_bucket"
+                                         and getattr(r, "bucket", "") == name], "dry-run log line")
+        assert len(said) == 1
+        await asyncio.sleep(1.0)
+        assert await _versions(s3, name) == before
+        held = await _bucket_object(rig, ns)
+        assert held["metadata"]["deletionTimestamp"] and EMPTY_BUCKET_FINALIZER in held["metadata"]["finalizers"]
+        # DRY_RUN off (here: by hand): the finalizer goes and the namespace finishes deleting
+        await merge_patch(rig.api, f"/apis/s3.services.k8s.aws/v1alpha1/namespaces/{ns}/buckets/preview-bucket",
+                          {"metadata": {"finalizers": None}})
+
+        async def namespace_gone() -> bool:
+            return (await rig.api.get(f"/api/v1/namespaces/{ns}")).status_code == 404
+
+        await eventually(namespace_gone, "namespace deletion completes", 60)
+
+
 async def test_retain_annotation_keeps_the_data(janitor_rig: Rig, s3) -> None:
     rig = janitor_rig
     ns = await rig.namespace(host=f"keep-{uuid.uuid4().hex[:6]}.{DOMAIN}",
