@@ -272,13 +272,13 @@ class PrCache:
         self.pull_requests: dict = {}
 
 
-def checker(http, cache, woken, sleep=None, clock=lambda: 1_800_000_000.0, reserve=200):
+def checker(http, cache, woken, sleep=None, clock=lambda: 1_800_000_000.0, reserve=200, min_gap=0.0):
     from controller.metrics import ControllerMetrics
     from controller.pullrequests import PullRequestChecker
 
     metrics = ControllerMetrics()
     c = PullRequestChecker(client(http, sleep=sleep), cache, woken.append, interval=300, reserve=reserve,
-                           metrics=metrics, clock=clock, sleep=sleep or Sleeps())
+                           metrics=metrics, clock=clock, sleep=sleep or Sleeps(), min_gap=min_gap)
     return c, metrics
 
 
@@ -333,6 +333,23 @@ async def test_checker_pauses_until_the_reset_when_the_budget_is_down_to_the_res
             assert sleeps.waits == []  # nothing known about the budget before the first answer
             await c.check("pr-7")
     assert sleeps.waits == [601.0] and route.call_count == 2  # waited for the reset, then asked
+
+
+async def test_checker_spaces_its_lookups_however_many_previews_wait() -> None:
+    cache, woken, sleeps = PrCache(), [], Sleeps()
+    now = [1_800_000_000.0]
+
+    async def sleep(seconds: float) -> None:
+        sleeps.waits.append(seconds)
+        now[0] += seconds
+
+    async with httpx.AsyncClient() as http:
+        with respx.mock(assert_all_called=True) as gh:
+            gh.get(PR_URL).respond(200, json=pr_body(), headers={"etag": '"e1"'})
+            c, _ = checker(http, cache, woken, sleep=sleep, clock=lambda: now[0], min_gap=0.1)  # type: ignore[arg-type]
+            for _ in range(4):
+                await c.check("pr-7")  # back to back, as many workers would
+    assert sleeps.waits == pytest.approx([0.1, 0.1, 0.1])  # the first goes at once, then one per 0.1 s
 
 
 @pytest.mark.parametrize(
