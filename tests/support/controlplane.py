@@ -4,14 +4,19 @@ Built from Go modules by scripts/testbin (envtest-style), started on free ports,
 with RBAC, an admin token and service-account signing keys so TokenRequest
 works.  The namespace, garbage-collector and serviceaccount controllers run, so
 namespaces really terminate and owned objects really get collected.
+
+`for_nodes=True` (tests/support/node.py) makes it a control plane pods can run against: the
+apiserver listens on the node's address (pods cannot reach loopback) and publishes it as the
+`kubernetes` Service's endpoint, the ServiceAccount admission plugin mounts tokens, and the
+controllers that turn Deployments into pods and Services into endpoints run too.
 """
 
 from __future__ import annotations
 
 import base64
 import secrets
-import ssl
 import shutil
+import ssl
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -26,6 +31,11 @@ from tests.support.procs import Proc, free_port, wait_until
 from tests.support.testbin import binary, testbin_dir
 
 KCM_CONTROLLERS = "namespace-controller,garbage-collector-controller,serviceaccount-controller"
+# With a node: Deployments become pods, Services get EndpointSlices, pods get kube-root-ca.crt,
+# and a Ready node loses the not-ready taint it registers with.
+NODE_KCM_CONTROLLERS = ("deployment-controller,replicaset-controller,endpointslice-controller,"
+                        "root-ca-certificate-publisher-controller,disruption-controller,node-lifecycle-controller")
+SERVICE_CIDR = "10.0.0.0/24"
 
 
 @dataclass
@@ -103,7 +113,9 @@ def _write_sa_keys(d: Path) -> tuple[Path, Path]:
     return priv, pub
 
 
-def start_control_plane(workdir: Path | None = None) -> ControlPlane:
+def start_control_plane(workdir: Path | None = None, *, address: str = "127.0.0.1", for_nodes: bool = False,
+                        extra_cas: tuple[Path, ...] = ()) -> ControlPlane:
+    """`address`: where the apiserver listens; `extra_cas`: also published to pods as kube-root-ca.crt."""
     bindir = testbin_dir("etcd", "kube")  # builds when missing; fails with the reason otherwise
     work = workdir or Path(tempfile.mkdtemp(prefix="preview-broker-cp-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -140,17 +152,18 @@ def start_control_plane(workdir: Path | None = None) -> ControlPlane:
             str(binary("kube-apiserver", "kube")),
             f"--etcd-servers={etcd_url}",
             f"--cert-dir={certs}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
+            f"--bind-address={address}",
+            f"--advertise-address={address}",
             f"--secure-port={api_port}",
-            "--service-cluster-ip-range=10.0.0.0/24",
-            "--endpoint-reconciler-type=none",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            # Loopback may not be an endpoint: without nodes, no `kubernetes` endpoints at all.
+            f"--endpoint-reconciler-type={'lease' if for_nodes else 'none'}",
             "--authorization-mode=RBAC",
             f"--token-auth-file={work / 'tokens.csv'}",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={sa_pub}",
             f"--service-account-signing-key-file={sa_key}",
-            "--disable-admission-plugins=ServiceAccount",
+            *([] if for_nodes else ["--disable-admission-plugins=ServiceAccount"]),
             "--allow-privileged=false",
             "--watch-cache=true",
             "--v=1",
@@ -160,9 +173,13 @@ def start_control_plane(workdir: Path | None = None) -> ControlPlane:
     procs["kube-apiserver"] = api
     ca_file = certs / "apiserver.crt"
     wait_until(ca_file.exists, "apiserver serving certificate", 60, api)
-    cp = ControlPlane(work, etcd_url, f"https://127.0.0.1:{api_port}", token, ca_file, work / "kubeconfig", procs)
+    cp = ControlPlane(work, etcd_url, f"https://{address}:{api_port}", token, ca_file, work / "kubeconfig", procs)
     cp._wait_ready(api)
     cp.write_kubeconfig(cp.kubeconfig, token)
+    root_ca = ca_file
+    if extra_cas:
+        root_ca = work / "root-ca.crt"
+        root_ca.write_bytes(b"".join(f.read_bytes() for f in (ca_file, *extra_cas)))
 
     kcm = Proc(
         "kube-controller-manager",
@@ -171,9 +188,9 @@ def start_control_plane(workdir: Path | None = None) -> ControlPlane:
             f"--kubeconfig={cp.kubeconfig}",
             f"--authentication-kubeconfig={cp.kubeconfig}",
             f"--authorization-kubeconfig={cp.kubeconfig}",
-            f"--controllers={KCM_CONTROLLERS}",
+            f"--controllers={KCM_CONTROLLERS}" + (f",{NODE_KCM_CONTROLLERS}" if for_nodes else ""),
             f"--service-account-private-key-file={sa_key}",
-            f"--root-ca-file={ca_file}",
+            f"--root-ca-file={root_ca}",
             "--leader-elect=false",
             "--bind-address=127.0.0.1",
             f"--secure-port={kcm_port}",

@@ -43,12 +43,15 @@ def app_client(redirect_uris: list[str]) -> dict:
 
 
 def start_dex(workdir: Path, redirect_uris: list[str], extra_clients: list[dict] | None = None,
-              certs: Certs | None = None) -> Dex:
-    """Dex on loopback; over https with `certs` (its issuer is then https://127.0.0.1:<port>/dex)."""
+              certs: Certs | None = None, host: str = "127.0.0.1") -> Dex:
+    """Dex on loopback; over https with `certs` (its issuer is then https://127.0.0.1:<port>/dex).
+
+    `host`: another local address to listen on, e.g. a node's, which pods reach and loopback is not.
+    """
     port = free_port()
-    issuer = f"{'https' if certs else 'http'}://127.0.0.1:{port}/dex"
-    web = ({"https": f"127.0.0.1:{port}", "tlsCert": str(certs.cert_file), "tlsKey": str(certs.key_file)}
-           if certs else {"http": f"127.0.0.1:{port}"})
+    issuer = f"{'https' if certs else 'http'}://{host}:{port}/dex"
+    web = ({"https": f"{host}:{port}", "tlsCert": str(certs.cert_file), "tlsKey": str(certs.key_file)}
+           if certs else {"http": f"{host}:{port}"})
     config = {
         "issuer": issuer,
         "storage": {"type": "memory"},
