@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv run demo test test-unit testbin system-deps image bench bench-quick clean
+.PHONY: help venv run demo test test-node test-unit testbin system-deps image bench bench-quick clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -46,6 +46,9 @@ image: system-deps  ## build the container image without Docker (debootstrap + b
 
 test: $(STAMP) testbin system-deps  ## set up and run every test (builds the real binaries when missing)
 	$(PY) -m pytest -q
+
+test-node: $(STAMP) testbin  ## only the chart on a real one-node cluster (tests/node; root; a few minutes)
+	$(PY) -m pytest -q -m node
 
 test-unit: $(STAMP)  ## only the fast tests (and the chart with the real helm): no control plane, IdP, browser or image
 	$(PYTHON) scripts/testbin helm >/dev/null

@@ -445,26 +445,25 @@ def teardown(workdir: Path, procs: dict[str, Proc] | None = None, bindir: Path |
             procs[name].stop()
     sock = workdir / "containerd" / "containerd.sock"
     if "containerd" in procs and procs["containerd"].alive() and bindir is not None:
-        # Let containerd end its tasks, so every shim exits and removes its own socket.
+        # The containers die first; then containerd deletes its tasks, so every shim exits and removes
+        # its own socket (outside the workdir).
+        _kill(_cgroup_pids())
         ctr = [str(bindir / "ctr"), "--address", str(sock), "--namespace", "k8s.io"]
         try:
-            tasks = subprocess.run([*ctr, "tasks", "list", "--quiet"], capture_output=True, text=True,
-                                   timeout=30).stdout.split()
-            for task in tasks:
-                subprocess.run([*ctr, "tasks", "kill", "--signal", "SIGKILL", task], capture_output=True, timeout=30)
-            for task in tasks:
-                for _ in range(50):
-                    if subprocess.run([*ctr, "tasks", "delete", task], capture_output=True,
-                                      timeout=30).returncode == 0:
-                        break
-                    time.sleep(0.1)
+            for _ in range(20):
+                tasks = subprocess.run([*ctr, "tasks", "list", "--quiet"], capture_output=True, text=True,
+                                       timeout=30).stdout.split()
+                if not tasks:
+                    break
+                subprocess.run([*ctr, "tasks", "delete", "--force", *tasks], capture_output=True, timeout=60)
         except subprocess.TimeoutExpired:
-            problems.append("containerd did not answer; its tasks were killed instead")
+            problems.append("containerd did not answer; its shims were killed instead")
         procs["containerd"].stop()
     for p in procs.values():
         p.stop()
-    # Whatever is left: container processes (in our cgroups) and shims (naming our containerd).
-    _kill(_cgroup_pids() | _pids_mentioning(str(sock)))
+    # Whatever is left: container processes (in our cgroups), and every process naming the workdir:
+    # the shims (our containerd's address), and all components of a run that was killed itself.
+    _kill(_cgroup_pids() | _pids_mentioning(str(workdir)))
     if left := _unmount_under(workdir):
         problems.append(f"still mounted: {left}")
     _teardown_network()
