@@ -93,7 +93,7 @@ def release(node: Node, project_image: str, node_dex: Dex, node_certs: Certs) ->
               "--set", f"broker.allowedPorts={{{PUBLIC_PORT}}}",
               "--set", f"provider.oidcIssuer={node_dex.issuer},provider.clientId={DEX_CLIENT_ID}",
               "--set", f"secrets.clientSecret={DEX_CLIENT_SECRET}",
-              "--wait", "--timeout", "300s")
+              "--wait", "--timeout", "180s")
     return Release(node, node_dex, node_certs, project_image, PUBLIC_PORT)
 
 

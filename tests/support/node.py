@@ -43,6 +43,7 @@ from tests.support.controlplane import (
     cleanup,
     start_control_plane,
 )
+from tests.support.dex import Dex
 from tests.support.procs import Proc, free_port, wait_until
 from tests.support.testbin import ROOT, binary, testbin_dir
 from tests.support.tls import Certs
