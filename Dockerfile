@@ -5,8 +5,11 @@ ARG BASE_IMAGE=python:3.11-slim
 FROM ${BASE_IMAGE} AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY preview_broker ./preview_broker
 COPY broker ./broker
 COPY controller ./controller
+COPY kube ./kube
+COPY foundation ./foundation
 # A virtualenv is a self-contained directory: the final stage copies it and nothing else,
 # so no source tree, compiler or pip cache reaches the run-time image.
 RUN python3 -m venv /opt/preview-broker \

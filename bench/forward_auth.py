@@ -156,7 +156,7 @@ def start_servers(work: Path) -> tuple[dict[str, Proc], dict[str, int], str]:
         # INFO, as deployed: the log lines each scenario costs are part of what is measured.
         "PREVIEW_BROKER_LOG_LEVEL": "INFO",
     })
-    procs["broker"] = Proc("broker", pinned([sys.executable, "-m", "broker.cli", "broker", "--host", "127.0.0.1",
+    procs["broker"] = Proc("broker", pinned([sys.executable, "-m", "preview_broker", "broker", "--host", "127.0.0.1",
                                              "--port", str(ports["broker"]), "--metrics-port", "0"]),
                            work / "broker.log", env=env).start()
     procs["bare-asgi"] = Proc("bare-asgi", pinned([
@@ -213,8 +213,8 @@ def _codec(keys: list[str], clock):  # type: ignore[no-untyped-def]
 
 
 def broker_cookie(keys: str) -> str:
-    from broker.clock import system_clock
     from broker.identity import Identity
+    from foundation.clock import system_clock
 
     return "__Host-pb_session=" + _codec([keys], system_clock).issue(HOST, Identity("ada", "ada@example.com", True,
                                                                                      ("eng",)))
@@ -224,8 +224,8 @@ def cookie_files(keys: str, work: Path) -> tuple[Path, Path]:
     """10,000 distinct valid sessions, and 10,000 distinct junk ones of four kinds in turn."""
     import random
 
-    from broker.clock import FrozenClock, system_clock
     from broker.identity import Identity
+    from foundation.clock import FrozenClock, system_clock
 
     rng = random.Random(21)
     now = system_clock()

@@ -25,12 +25,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx  # noqa: E402
 
+from bench.report import (  # noqa: E402
+    DOCS,
+    SUMMARY_HEAD,
+    distribution_plot,
+    machine,
+    summary_row,
+    update_section,
+)
 from broker.kube_allowlist import KubernetesAllowlist  # noqa: E402
-from controller import names  # noqa: E402
-from controller.kube import Kube  # noqa: E402
 from controller.reconciler import Controller  # noqa: E402
 from controller.settings import ControllerSettings  # noqa: E402
-from bench.report import DOCS, SUMMARY_HEAD, distribution_plot, machine, summary_row, update_section  # noqa: E402
+from foundation import contract  # noqa: E402
+from kube.client import Kube  # noqa: E402
 from tests.support.controlplane import cleanup, install_crds, start_control_plane  # noqa: E402
 
 DOMAIN = "preview.example.com"
@@ -53,8 +60,8 @@ async def measure(cp, count: int) -> tuple[list[float], list[float]]:
         # new watches "429 storage is (re)initializing" for a moment.
         for i in range(-1, count):
             name, host = f"bench-{uuid.uuid4().hex[:8]}", f"b{i}-{uuid.uuid4().hex[:6]}.{DOMAIN}"
-            body = {"metadata": {"name": name, "labels": {names.LABEL_PREVIEW: "true"},
-                                 "annotations": {names.ANN_HOST: host}}}
+            body = {"metadata": {"name": name, "labels": {contract.LABEL_PREVIEW: "true"},
+                                 "annotations": {contract.ANN_HOST: host}}}
             (await api.post("/api/v1/namespaces", json=body)).raise_for_status()
             t0 = time.perf_counter()
             while host not in allowlist:

@@ -34,8 +34,15 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 
 from bench.report import (  # noqa: E402
-    DOCS, SUMMARY_HEAD, distribution_plot, machine, percentile, summary_row, update_section)
-from controller import names  # noqa: E402
+    DOCS,
+    SUMMARY_HEAD,
+    distribution_plot,
+    machine,
+    percentile,
+    summary_row,
+    update_section,
+)
+from foundation import contract  # noqa: E402
 from tests.support.controlplane import cleanup, install_crds, start_control_plane  # noqa: E402
 from tests.support.procs import Proc, free_port, http_ok, wait_until  # noqa: E402
 
@@ -70,8 +77,8 @@ def metrics(port: int, *names: str) -> list[float]:
 
 def preview_namespace(name: str, host: str) -> dict:
     """A namespace the way Argo CD would create it for a pull request, claiming `host`."""
-    return {"metadata": {"name": name, "labels": {names.LABEL_PREVIEW: "true"},
-                         "annotations": {names.ANN_HOST: host}}}
+    return {"metadata": {"name": name, "labels": {contract.LABEL_PREVIEW: "true"},
+                         "annotations": {contract.ANN_HOST: host}}}
 
 
 async def create_namespaces(cp, n: int, prefix: str) -> None:
@@ -119,7 +126,7 @@ def main() -> int:
         expected = 2 * a.namespaces  # annotation host + ingress host
         for label in ("controller first sync (writes every PreviewEnvironment)", "controller restart sync"):
             mport = free_port()
-            ctrl = Proc("controller", [sys.executable, "-m", "broker.cli", "controller", "--metrics-port",
+            ctrl = Proc("controller", [sys.executable, "-m", "preview_broker", "controller", "--metrics-port",
                                        str(mport)], work / "controller.log", env=env).start()
             procs.append(ctrl)
             t0 = time.monotonic()
@@ -145,7 +152,7 @@ def main() -> int:
             "PREVIEW_BROKER_SECRET_KEYS": secrets.token_urlsafe(32), "PREVIEW_BROKER_ALLOWED_EMAIL_DOMAINS": "*",
             "PREVIEW_BROKER_LOG_LEVEL": "WARNING"})
         t0 = time.monotonic()
-        broker = Proc("broker", [sys.executable, "-m", "broker.cli", "broker", "--host", "127.0.0.1", "--port",
+        broker = Proc("broker", [sys.executable, "-m", "preview_broker", "broker", "--host", "127.0.0.1", "--port",
                                  str(bport), "--metrics-port", "0"], work / "broker.log", env=benv).start()
         procs.append(broker)
         wait_until(http_ok(f"http://127.0.0.1:{bport}/readyz"), "broker ready", 600, broker)

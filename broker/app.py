@@ -19,7 +19,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from broker.allowlist import AllowlistSource, StaticAllowlist
-from broker.clock import Clock, system_clock
 from broker.core import Broker
 from broker.errors import BadRequest, BrokerError
 from broker.forward_auth import ForwardAuth
@@ -31,8 +30,9 @@ from broker.providers import make_provider
 from broker.query import parse_params, query_of
 from broker.responses import page
 from broker.sessions import TICKET_PATH
-from broker.signout import SignOut
 from broker.settings import BrokerSettings
+from broker.signout import SignOut
+from foundation.clock import Clock, system_clock
 
 log = logging.getLogger("preview_broker.broker")
 

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from broker.allowlist import AllowlistSource
-from broker.clock import Clock, system_clock
+from broker.boundedlog import BoundedLog
 from broker.cookies import CookieNames, request_cookie, set_cookie_header
 from broker.errors import BrokerError, Gone
 from broker.forwarded import DIRECT_HEADERS, PreviewRequest, from_direct, pick_headers
@@ -23,12 +23,12 @@ from broker.loginstate import login_hash, new_value, valid_value
 from broker.metrics import Metrics
 from broker.providers.base import Provider
 from broker.redirect import Origin, Verdict, check_redirect
-from broker.boundedlog import BoundedLog
 from broker.replay import ReplayGuard
 from broker.responses import page, redirect
 from broker.sessions import SessionCodec
 from broker.settings import BrokerSettings
 from broker.tokens import make_serializers
+from foundation.clock import Clock, system_clock
 
 log = logging.getLogger("preview_broker.broker")
 

@@ -21,14 +21,19 @@ from starlette.responses import Response
 from broker.cookies import cookie_value
 from broker.core import Broker
 from broker.errors import Forbidden
-from broker.forwarded import FORWARD_AUTH_HEADERS, GATEWAY_HEADERS, READERS, PreviewRequest, from_gateway
+from broker.forwarded import (
+    FORWARD_AUTH_HEADERS,
+    GATEWAY_HEADERS,
+    READERS,
+    PreviewRequest,
+    from_gateway,
+)
 from broker.identity import Identity, authorize
 from broker.preview import PreviewEndpoints
 from broker.query import parse_params
 from broker.responses import NO_STORE_RAW, PrebuiltResponse
 from broker.sessions import TICKET_PATH
 from broker.signout import SignOut
-
 
 # The 401 is the same for every request: its headers are built once (a forged cookie must cost
 # about what a valid one does, and this answer is most of what refusing one costs).

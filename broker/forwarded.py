@@ -28,8 +28,8 @@ from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from broker.errors import BadRequest
-from broker.hosts import InvalidHost, normalize_host
 from broker.redirect import DEFAULT_PORTS, Origin
+from foundation.hosts import InvalidHost, normalize_host
 
 MAX_URI = 8192
 # What the forward-auth decision reads besides the request's identity: the session and login

@@ -13,12 +13,11 @@ import asyncio
 import logging
 from typing import Any
 
-from broker.hosts import InvalidHost, normalize_host
-from controller.policy import NOT_LIVE  # one definition of which phases are no longer live
+from foundation.contract import NOT_LIVE, PATH
+from foundation.hosts import InvalidHost, normalize_host
 
 log = logging.getLogger("preview_broker.allowlist")
 
-PATH = "/apis/preview-broker.io/v1alpha1/previewenvironments"
 
 
 def live_hosts(obj: dict[str, Any]) -> frozenset[str]:
@@ -99,8 +98,8 @@ class KubernetesAllowlist:
         return self._index.hosts()
 
     async def start(self) -> None:
-        from controller.kube import Kube
-        from controller.watch import Watcher
+        from kube.client import Kube
+        from kube.watch import Watcher
 
         if self._kube is None:
             self._kube = await Kube.connect()

@@ -27,7 +27,15 @@ from broker.cookies import set_cookie_header
 from broker.core import Broker, origin_of
 from broker.errors import BadRequest, Forbidden
 from broker.identity import authorize
-from broker.loginstate import bind_hash, derive, new_value, s256, same, valid_hash, valid_value
+from broker.loginstate import (
+    bind_hash,
+    derive,
+    new_value,
+    s256,
+    same,
+    valid_hash,
+    valid_value,
+)
 from broker.query import parse_params, query_of
 from broker.redirect import Verdict
 from broker.responses import form_page, redirect

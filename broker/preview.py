@@ -10,6 +10,7 @@ the app instead.
 from __future__ import annotations
 
 import logging
+
 from starlette.responses import JSONResponse, Response
 
 from broker.cookies import set_cookie_header

@@ -15,7 +15,7 @@ from collections.abc import Container
 from dataclasses import dataclass
 from functools import lru_cache
 
-from broker.hosts import InvalidHost, normalize_host
+from foundation.hosts import InvalidHost, normalize_host
 
 MAX_TARGET_LENGTH = 2048
 DEFAULT_PORTS = {"https": 443, "http": 80}

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import heapq
 
-from broker.clock import Clock
+from foundation.clock import Clock
 
 
 class ReplayGuard:

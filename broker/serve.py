@@ -10,9 +10,9 @@ from collections.abc import Iterator
 
 import uvicorn
 
-from broker import logs
 from broker.app import create_app
 from broker.settings import BrokerSettings
+from foundation import logs
 
 
 class _Sidecar(uvicorn.Server):

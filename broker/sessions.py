@@ -16,11 +16,18 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from broker.hosts import is_under
 from broker.identity import Identity
 from broker.loginstate import login_hash, same, valid_value
 from broker.replay import ReplayGuard
-from broker.tokens import Serializers, SessionSignature, TokenError, dump, load, load_with_timestamp
+from broker.tokens import (
+    Serializers,
+    SessionSignature,
+    TokenError,
+    dump,
+    load,
+    load_with_timestamp,
+)
+from foundation.hosts import is_under
 
 TICKET_PATH = "/oauth2/ticket"
 MAX_COOKIE_BYTES = 3800

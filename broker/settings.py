@@ -5,11 +5,18 @@ from __future__ import annotations
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
-from broker.config import split_list
-from broker.hosts import InvalidHost, is_under, normalize_host, parse_domains
+from foundation.config import split_list
 from foundation.durations import Duration
+from foundation.hosts import InvalidHost, is_under, normalize_host, parse_domains
 
 CommaList = Annotated[list[str], BeforeValidator(split_list)]
 PortList = Annotated[list[int], BeforeValidator(split_list)]
@@ -156,7 +163,7 @@ class BrokerSettings(BaseModel):
 
     @model_validator(mode="after")
     def _combinations(self) -> BrokerSettings:
-        from broker.config import ConfigError, env_name
+        from foundation.config import ConfigError, env_name
 
         def fail(field: str, msg: str) -> None:
             raise ConfigError(env_name(field), msg)

@@ -15,11 +15,16 @@ import hmac
 from dataclasses import dataclass
 from typing import Any
 
-from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
+from itsdangerous import (
+    BadSignature,
+    SignatureExpired,
+    TimestampSigner,
+    URLSafeTimedSerializer,
+)
 from itsdangerous.encoding import base64_decode, bytes_to_int
 from itsdangerous.signer import HMACAlgorithm
 
-from broker.clock import Clock
+from foundation.clock import Clock
 
 STATE_SALT = "preview-broker.io/state"
 TICKET_SALT = "preview-broker.io/ticket"

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from controller import names
 from controller.policy import NamespaceView
+from foundation import contract
 
 
 class Applications:
@@ -46,7 +46,7 @@ class Applications:
     # --- what the reconcile asks -------------------------------------------------------------------
     def of(self, ns: NamespaceView) -> str | None:
         """The name of the Application `ns` names in the watched namespace (None: none, or elsewhere)."""
-        value = ns.annotations.get(names.ANN_ARGOCD_APP, "").strip()
+        value = ns.annotations.get(contract.ANN_ARGOCD_APP, "").strip()
         if not value:
             return None
         app_ns, _, app = value.rpartition("/")

@@ -25,9 +25,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from controller import resources
-from controller.kube import ApiError, KubeError
-from controller.queue import WorkQueue, drain_forever
 from controller.times import Event
+from kube.client import ApiError, KubeError
+from kube.queue import WorkQueue, drain_forever
 
 log = logging.getLogger("preview_broker.buckets")
 

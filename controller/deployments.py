@@ -17,15 +17,15 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from controller import names
 from controller.github import GitHubClient, GitHubError
-from controller.kube import KubeError
-from controller.queue import WorkQueue, drain_forever
+from foundation import contract
+from kube.client import KubeError
+from kube.queue import WorkQueue, drain_forever
 
 log = logging.getLogger("preview_broker.deployments")
 
-ANN_REPO = names.ANN_GITHUB_REPO
-ANN_SHA = names.ANN_GITHUB_SHA
+ANN_REPO = contract.ANN_GITHUB_REPO
+ANN_SHA = contract.ANN_GITHUB_SHA
 DESIRED = {"Ready": "success", "Failed": "failure", "Expired": "inactive", "Closed": "inactive",
            "Terminating": "inactive"}
 

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from controller import names
-from controller.settings import parse_duration
 from controller.times import Event, format_time, parse_time
+from foundation import contract
+from foundation.durations import parse_duration
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +50,7 @@ class Lifetime:
 
 
 def head_sha(annotations: Mapping[str, str], pr: PullRequest | None) -> str:
-    return annotations.get(names.ANN_GITHUB_SHA, "") or (pr.head_sha if pr else "")
+    return annotations.get(contract.ANN_GITHUB_SHA, "") or (pr.head_sha if pr else "")
 
 
 def activity(
@@ -77,20 +77,20 @@ def lifetime(
     now: datetime,
 ) -> Lifetime:
     act = activity(created, head_sha(annotations, pr), recorded_activity, now)
-    if labels.get(names.LABEL_KEEP, "").lower() == "true":
+    if labels.get(contract.LABEL_KEEP, "").lower() == "true":
         return Lifetime(act, None)
     warning = None
-    if names.ANN_EXPIRES_AT in annotations:
-        at = parse_time(annotations[names.ANN_EXPIRES_AT])
+    if contract.ANN_EXPIRES_AT in annotations:
+        at = parse_time(annotations[contract.ANN_EXPIRES_AT])
         if at is not None:
             return Lifetime(act, at)
-        warning = Event("Warning", "InvalidExpiry", f"{names.ANN_EXPIRES_AT} is not RFC 3339; using the default TTL")
+        warning = Event("Warning", "InvalidExpiry", f"{contract.ANN_EXPIRES_AT} is not RFC 3339; using the default TTL")
     ttl = default_ttl
-    if names.ANN_TTL in annotations and warning is None:
+    if contract.ANN_TTL in annotations and warning is None:
         try:
-            ttl = parse_duration(annotations[names.ANN_TTL])
+            ttl = parse_duration(annotations[contract.ANN_TTL])
         except ValueError:
-            warning = Event("Warning", "InvalidTTL", f"{names.ANN_TTL} is not a duration like 72h; using the default")
+            warning = Event("Warning", "InvalidTTL", f"{contract.ANN_TTL} is not a duration like 72h; using the default")
     if ttl is None:
         return Lifetime(act, None, warning)
     since = max(created, parse_time((act or {}).get("at")) or created)

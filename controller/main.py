@@ -9,13 +9,13 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from broker import logs
 from controller.health import Health, serve_probes
-from controller.kube import Fence, Kube, KubeError, NoConfig
-from controller.leader import LeaderElector
 from controller.metrics import ControllerMetrics
 from controller.reconciler import Controller
 from controller.settings import ControllerSettings
+from foundation import logs
+from kube.client import Fence, Kube, KubeError, NoConfig
+from kube.leader import LeaderElector
 
 log = logging.getLogger("preview_broker.controller")
 
@@ -48,7 +48,7 @@ async def run_controller(
 
     Returns the exit code: 0 after `stop`, 1 after losing the lease (Kubernetes restarts the
     process as a follower with empty caches).  Nothing is reconciled before the lease is held,
-    and every write goes through the lease's fence (controller/leader.py).
+    and every write goes through the lease's fence (kube/leader.py).
     """
     build = extensions or build_extensions
     if not settings.leader_election:
@@ -126,9 +126,9 @@ def build_extensions(settings: ControllerSettings, kube: Kube, controller: Contr
         client = GitHubClient(settings.github_api_url, tokens, httpx.AsyncClient(timeout=30), fence=fence)
         extensions.append(DeploymentReporter(client, kube, controller.cache,
                                              url_scheme=settings.environment_url_scheme))
-        if settings.pull_request_check_seconds > 0:
+        if settings.pull_request_check_interval > 0:
             extensions.append(PullRequestChecker(
-                client, controller.cache, controller.queue.add, interval=settings.pull_request_check_seconds,
+                client, controller.cache, controller.queue.add, interval=settings.pull_request_check_interval,
                 reserve=settings.github_rate_limit_reserve, metrics=controller.metrics))
     return extensions
 

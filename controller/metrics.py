@@ -8,7 +8,9 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-PHASES = ("Provisioning", "Ready", "Failed", "Expired", "Terminating", "Unknown")
+from foundation import contract
+
+PHASES = (*contract.PHASES, "Unknown")
 
 
 class _PreviewGauges:

@@ -16,24 +16,27 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from broker.hosts import InvalidHost, is_under, normalize_host
-from controller import names, resources
+from controller import resources
 from controller.lifetime import Lifetime, PullRequest, closed, deletion_due, lifetime
 from controller.settings import ControllerSettings, parse_rfc3339
 from controller.times import Event, format_time, parse_time  # noqa: F401 (Event: part of the policy's vocabulary)
-
-PHASE_PROVISIONING = "Provisioning"
-PHASE_READY = "Ready"
-PHASE_FAILED = "Failed"
-PHASE_EXPIRED = "Expired"
-PHASE_CLOSED = "Closed"
-PHASE_TERMINATING = "Terminating"
-NOT_LIVE = frozenset({PHASE_EXPIRED, PHASE_CLOSED, PHASE_TERMINATING})
+from foundation import contract
+from foundation.contract import (  # noqa: F401 (the phases belong to the contract; the policy speaks them)
+    NOT_LIVE,
+    PHASE_CLOSED,
+    PHASE_EXPIRED,
+    PHASE_FAILED,
+    PHASE_PROVISIONING,
+    PHASE_READY,
+    PHASE_TERMINATING,
+)
+from foundation.durations import format_duration
+from foundation.hosts import InvalidHost, is_under, normalize_host
 
 
 def _ours(mapping: Mapping[str, str] | None) -> dict[str, str]:
     # Interned: 10,000 cached namespaces share one copy of each key.
-    return {sys.intern(k): v for k, v in (mapping or {}).items() if k.startswith(names.PREFIX)}
+    return {sys.intern(k): v for k, v in (mapping or {}).items() if k.startswith(contract.PREFIX)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +64,7 @@ class NamespaceView:
 
     @property
     def pull_request(self) -> str:
-        return self.labels.get(names.LABEL_PR) or self.annotations.get(names.ANN_PR, "")
+        return self.labels.get(contract.LABEL_PR) or self.annotations.get(contract.ANN_PR, "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +78,7 @@ class IngressView:
         meta = obj.get("metadata", {})
         rules = (obj.get("spec") or {}).get("rules") or []
         hosts = tuple(r["host"] for r in rules if isinstance(r, dict) and isinstance(r.get("host"), str))
-        exposed = (meta.get("annotations") or {}).get(names.ANN_EXPOSE, "").lower() == "true"
+        exposed = (meta.get("annotations") or {}).get(contract.ANN_EXPOSE, "").lower() == "true"
         return cls(meta["name"], hosts, exposed)
 
 
@@ -93,8 +96,8 @@ class Plan:
 def candidate_hosts(ns: NamespaceView, ingresses: Iterable[IngressView], mode: str) -> list[tuple[str, str]]:
     """(raw host, where it came from) for every host the namespace claims."""
     out: list[tuple[str, str]] = []
-    if ns.annotations.get(names.ANN_HOST):
-        out.append((ns.annotations[names.ANN_HOST].strip(), "annotation"))
+    if ns.annotations.get(contract.ANN_HOST):
+        out.append((ns.annotations[contract.ANN_HOST].strip(), "annotation"))
     for ing in sorted(ingresses, key=lambda i: i.name):
         if mode == "all" or ing.exposed:
             out += [(h, f"ingress/{ing.name}") for h in ing.hosts]
@@ -206,8 +209,8 @@ def standing(
     current = current or {}
     life = lifetime(created=ns.created, labels=ns.labels, annotations=ns.annotations,
                     recorded_activity=current.get("activity"), pr=pr,
-                    default_ttl=settings.default_ttl_seconds, now=now)
-    shut = closed(pr=pr, application=ns.annotations.get(names.ANN_ARGOCD_APP, ""),
+                    default_ttl=settings.default_ttl, now=now)
+    shut = closed(pr=pr, application=ns.annotations.get(contract.ANN_ARGOCD_APP, ""),
                   application_gone=application_gone, recorded=current.get("closed"), now=now)
     return Standing(life, shut, life.expires_at is not None and now >= life.expires_at)
 
@@ -242,13 +245,13 @@ def _wanted(ns: NamespaceView, annotation: str, default: bool) -> bool:
 # --- the plan ----------------------------------------------------------------------------
 
 def _database_target(ns: NamespaceView, settings: ControllerSettings) -> tuple[str, Event | None]:
-    raw = ns.annotations.get(names.ANN_DATABASE_TARGET_TIME, "")
+    raw = ns.annotations.get(contract.ANN_DATABASE_TARGET_TIME, "")
     if raw:
         try:
             return format_time(parse_rfc3339(raw)), None
         except ValueError:
             return settings.database_recovery_target_time, Event(
-                "Warning", "InvalidDatabaseTarget", f"{names.ANN_DATABASE_TARGET_TIME} is not RFC 3339; ignored")
+                "Warning", "InvalidDatabaseTarget", f"{contract.ANN_DATABASE_TARGET_TIME} is not RFC 3339; ignored")
     return settings.database_recovery_target_time, None
 
 
@@ -271,8 +274,8 @@ def plan(
     """
     current = current or {}
     expires_at = standing.life.expires_at
-    want_db = _wanted(ns, names.ANN_DATABASE, settings.database_default)
-    want_bucket = _wanted(ns, names.ANN_BUCKET, settings.bucket_default)
+    want_db = _wanted(ns, contract.ANN_DATABASE, settings.database_default)
+    want_bucket = _wanted(ns, contract.ANN_BUCKET, settings.bucket_default)
     status: dict[str, Any] = {
         "allowedHosts": [],
         "refusedHosts": refused,
@@ -300,7 +303,7 @@ def plan(
         status["phase"] = PHASE_CLOSED
         status["message"] = standing.closed["reason"]
         if settings.closed_action == "delete":
-            due = deletion_due(standing.closed, settings.closed_grace_seconds, now)
+            due = deletion_due(standing.closed, settings.closed_grace, now)
             if now >= due:
                 delete_why = standing.closed["reason"]
             else:
@@ -319,16 +322,16 @@ def plan(
             result.objects += resources.database_objects(ns.name, settings, target_time=target)
             status["database"] = "Ready" if database_ready(cluster) else "Provisioning"
         if want_bucket:
-            retain = ns.annotations.get(names.ANN_RETAIN_BUCKET, "").lower() == "true"
+            retain = ns.annotations.get(contract.ANN_RETAIN_BUCKET, "").lower() == "true"
             result.objects.append(resources.bucket(ns.name, ns.uid, settings, retain=retain))
             status["bucket"] = "Synced" if bucket_ready(bucket) else "Provisioning"
         pending = [k for k in ("database", "bucket") if status[k] == "Provisioning"]
-        deadline = ns.created + timedelta(seconds=settings.provisioning_timeout_seconds)
+        deadline = ns.created + timedelta(seconds=settings.provisioning_timeout)
         if not pending:
             status["phase"] = PHASE_READY
         elif now >= deadline:
             status["phase"] = PHASE_FAILED
-            status["message"] = f"{' and '.join(pending)} not ready after {settings.provisioning_timeout}"
+            status["message"] = f"{' and '.join(pending)} not ready after {format_duration(settings.provisioning_timeout)}"
         else:
             status["phase"] = PHASE_PROVISIONING
             requeue_at(deadline)

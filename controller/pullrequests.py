@@ -28,9 +28,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from controller import names
 from controller.github import GitHubClient, GitHubError
-from controller.queue import WorkQueue, drain_forever
+from foundation import contract
+from kube.queue import WorkQueue, drain_forever
 
 log = logging.getLogger("preview_broker.pullrequests")
 
@@ -39,7 +39,7 @@ _REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 
 def target(annotations: dict[str, str] | Any, pr_number: str) -> tuple[str, str] | None:
     """(owner/name, number) of a namespace's pull request, or None when it names none (or garbage)."""
-    repo = annotations.get(names.ANN_GITHUB_REPO, "").strip()
+    repo = annotations.get(contract.ANN_GITHUB_REPO, "").strip()
     number = pr_number.strip()
     if not _REPO.match(repo) or not number.isdigit() or not number.isascii():
         return None

@@ -16,19 +16,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from controller import names, policy, resources
+from controller import policy, resources
 from controller.applications import Applications
-from controller.kube import ApiError, Kube, KubeError, NotLeader, slim
 from controller.lifetime import PullRequest
 from controller.metrics import ControllerMetrics
-from controller.queue import WorkQueue
 from controller.settings import ControllerSettings
-from controller.watch import Watcher
+from foundation import contract
+from kube.client import ApiError, Kube, KubeError, NotLeader, slim
+from kube.queue import WorkQueue
+from kube.watch import Watcher
 
 log = logging.getLogger("preview_broker.controller")
 
-PE_PATH = f"/apis/{names.GROUP}/{names.VERSION}/{names.PLURAL}"
-MANAGED_SELECTOR = f"{names.LABEL_MANAGED}={names.MANAGER}"
+PE_PATH = contract.PATH
+MANAGED_SELECTOR = f"{contract.LABEL_MANAGED}={contract.MANAGER}"
 
 Clock = Callable[[], datetime]
 
@@ -357,11 +358,11 @@ class Controller:
     # --- writes ----------------------------------------------------------------------------------
     async def _create_preview(self, ns: policy.NamespaceView) -> dict[str, Any]:
         body = {
-            "apiVersion": f"{names.GROUP}/{names.VERSION}",
-            "kind": names.KIND,
+            "apiVersion": f"{contract.GROUP}/{contract.VERSION}",
+            "kind": contract.KIND,
             "metadata": {
                 "name": ns.name,
-                "labels": {names.LABEL_MANAGED: names.MANAGER},
+                "labels": {contract.LABEL_MANAGED: contract.MANAGER},
                 # Garbage-collected with its namespace even if the controller is down.
                 "ownerReferences": [{"apiVersion": "v1", "kind": "Namespace", "name": ns.name, "uid": ns.uid}],
             },
@@ -421,8 +422,8 @@ class Controller:
             "reason": event.reason,
             "message": event.message[:1000],
             "type": event.type,
-            "source": {"component": names.MANAGER},
-            "reportingComponent": names.MANAGER,
+            "source": {"component": contract.MANAGER},
+            "reportingComponent": contract.MANAGER,
             "reportingInstance": self.settings.identity,
             "firstTimestamp": stamp,
             "lastTimestamp": stamp,

@@ -6,8 +6,8 @@ import hashlib
 import re
 from typing import Any
 
-from controller import names
 from controller.settings import ControllerSettings
+from foundation import contract
 
 DATABASE_NAME = "preview-db"
 OBJECT_STORE_NAME = "preview-db-origin"
@@ -17,7 +17,7 @@ ORIGIN = "origin"
 
 
 def _labels() -> dict[str, str]:
-    return {names.LABEL_MANAGED: names.MANAGER}
+    return {contract.LABEL_MANAGED: contract.MANAGER}
 
 
 def bucket_name(namespace: str, uid: str, settings: ControllerSettings) -> str:
@@ -37,7 +37,7 @@ def bucket_name(namespace: str, uid: str, settings: ControllerSettings) -> str:
     return name.strip("-")[:63]
 
 
-EMPTY_BUCKET_FINALIZER = names.PREFIX + "empty-bucket"
+EMPTY_BUCKET_FINALIZER = contract.PREFIX + "empty-bucket"
 
 
 def bucket(namespace: str, uid: str, settings: ControllerSettings, *, retain: bool = False) -> dict[str, Any]:

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import json
-import re
 import socket
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
-from broker.config import split_list
-from broker.hosts import InvalidHost, normalize_host, parse_domains
+from foundation.config import split_list
+from foundation.durations import Duration
+from foundation.hosts import InvalidHost, normalize_host, parse_domains
 
 CommaList = Annotated[list[str], BeforeValidator(split_list)]
-_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
 
 def _json_object(value: object) -> object:
@@ -48,13 +54,7 @@ class Resources(BaseModel):
     limits: Quantities = Field(default_factory=dict)
 
 
-def parse_duration(text: str) -> float:
-    """'72h', '1d12h', '90m', '30s' -> seconds; ValueError otherwise."""
-    m = _DURATION.match(text.strip())
-    if not text.strip() or not m or not any(m.groups()):
-        raise ValueError(f"{text!r} is not a duration like 72h, 1d12h, 90m")
-    d, h, mi, s = (int(g or 0) for g in m.groups())
-    return float(((d * 24 + h) * 60 + mi) * 60 + s)
+OptionalDuration = Annotated[Duration | None, BeforeValidator(_empty_is_none)]
 
 
 class ControllerSettings(BaseModel):
@@ -73,8 +73,8 @@ class ControllerSettings(BaseModel):
     kube_namespace: str = Field(
         default="preview-broker", description="Namespace where the allowlist is published (and the Lease lives)."
     )
-    default_ttl: str = Field(
-        default="",
+    default_ttl: OptionalDuration = Field(
+        default=None,
         description="Default lifetime of a preview (e.g. 72h), counted from its last activity (creation or a new "
         "head commit); empty = no expiry.",
     )
@@ -136,9 +136,9 @@ class ControllerSettings(BaseModel):
     environment_url_scheme: Literal["https", "http"] = Field(
         default="https", description="Scheme of the preview URL reported to GitHub."
     )
-    provisioning_timeout: str = Field(default="30m", description="Time after which a not-ready preview is Failed.")
-    pull_request_check_interval: str = Field(
-        default="5m",
+    provisioning_timeout: Duration = Field(default=1800, description="Time after which a not-ready preview is Failed.")
+    pull_request_check_interval: Duration = Field(
+        default=300,
         description="How often each preview's pull request is looked up on GitHub (conditional requests; needs the "
         "GitHub credentials and the annotations preview-broker.io/github-repo and preview-broker.io/pr).",
     )
@@ -157,8 +157,8 @@ class ControllerSettings(BaseModel):
         description="When a preview's pull request is closed: revoke its hosts at once, then delete its namespace "
         "(database, bucket and all) after CLOSED_GRACE unless Argo CD pruned it first; or only revoke.",
     )
-    closed_grace: str = Field(
-        default="10m", description="Time Argo CD gets to prune a closed preview before the controller deletes it."
+    closed_grace: Duration = Field(
+        default=600, description="Time Argo CD gets to prune a closed preview before the controller deletes it."
     )
     dry_run: bool = Field(
         default=False,
@@ -176,7 +176,7 @@ class ControllerSettings(BaseModel):
     )
     leader_election: bool = Field(default=True, description="Run only while holding the Lease.")
     lease_name: str = Field(default="preview-broker-controller", description="Name of the leader-election Lease.")
-    lease_duration: int = Field(
+    lease_duration: Duration = Field(
         default=15, ge=2, le=300,
         description="Seconds a follower waits after the leader's last renewal before taking the Lease over.",
     )
@@ -191,26 +191,13 @@ class ControllerSettings(BaseModel):
         "(client-go's 2 s for 15 s).",
     )
     identity: str = Field(default_factory=socket.gethostname, description="This replica's name in the Lease.")
-    resync_period: int = Field(default=300, ge=10, description="Seconds between full re-reconciles.")
+    resync_period: Duration = Field(default=300, ge=10, description="Time between full re-reconciles.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
 
     @field_validator("preview_domains")
     @classmethod
     def _domains(cls, v: list[str]) -> list[str]:
         return parse_domains(v)
-
-    @field_validator("default_ttl")
-    @classmethod
-    def _ttl(cls, v: str) -> str:
-        if v:
-            parse_duration(v)
-        return v
-
-    @field_validator("provisioning_timeout", "pull_request_check_interval", "closed_grace")
-    @classmethod
-    def _durations(cls, v: str) -> str:
-        parse_duration(v)
-        return v
 
     @field_validator("reserved_hosts")
     @classmethod
@@ -236,7 +223,7 @@ class ControllerSettings(BaseModel):
 
     @model_validator(mode="after")
     def _combinations(self) -> ControllerSettings:
-        from broker.config import ConfigError, env_name
+        from foundation.config import ConfigError, env_name
 
         if self.database_default and not self.database_destination_path:
             raise ConfigError(env_name("database_destination_path"), "is required when DATABASE_DEFAULT=true")
@@ -266,28 +253,12 @@ class ControllerSettings(BaseModel):
         return bool(self.github_token or self.github_app_id)
 
     @property
-    def default_ttl_seconds(self) -> float | None:
-        return parse_duration(self.default_ttl) if self.default_ttl else None
-
-    @property
-    def provisioning_timeout_seconds(self) -> float:
-        return parse_duration(self.provisioning_timeout)
-
-    @property
     def renew_deadline_seconds(self) -> float:
         return self.renew_deadline if self.renew_deadline is not None else self.lease_duration * 2 / 3
 
     @property
     def retry_period_seconds(self) -> float:
         return self.retry_period if self.retry_period is not None else self.lease_duration * 2 / 15
-
-    @property
-    def pull_request_check_seconds(self) -> float:
-        return parse_duration(self.pull_request_check_interval)
-
-    @property
-    def closed_grace_seconds(self) -> float:
-        return parse_duration(self.closed_grace)
 
     @property
     def reserved(self) -> dict[str, str]:

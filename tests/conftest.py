@@ -12,20 +12,27 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import authlib.deprecate  # noqa: F401  # see below
-import pytest
-
-from tests.support.controlplane import ControlPlane, cleanup, install_crds, start_control_plane
-from tests.support.dex import Dex, app_client, start_dex
-from tests.support.procs import Proc, free_port, http_ok, wait_until
-
 # authlib installs an "always" warnings filter for its own deprecation notices when it is first
 # imported; importing it here, before pytest applies pyproject's filterwarnings around each test,
 # keeps those filters in charge (authlib's notice that it prefers the httpx2 fork is expected).
+import authlib.deprecate  # noqa: F401
+import pytest
 
-BROKER_PORT = free_port()
-BROKER_METRICS_PORT = free_port()
-PUBLIC = f"http://auth.localhost:{BROKER_PORT}"
+from tests.support.controlplane import (
+    ControlPlane,
+    cleanup,
+    install_crds,
+    start_control_plane,
+)
+from tests.support.dex import Dex, app_client, start_dex
+from tests.support.localbroker import (
+    BROKER_METRICS_PORT,
+    BROKER_PORT,
+    PUBLIC,
+    broker_env,
+)
+from tests.support.procs import Proc, http_ok, wait_until
+
 _live: list[object] = []
 
 
@@ -53,26 +60,6 @@ def dex(tmp_path_factory) -> Iterator[Dex]:
         d.stop()
 
 
-def broker_env(**overrides: str) -> dict[str, str]:
-    from tests.support.dex import APP_CLIENT_ID, DEX_CLIENT_ID, DEX_CLIENT_SECRET
-
-    env = {
-        "PREVIEW_BROKER_PUBLIC_URL": PUBLIC,
-        "PREVIEW_BROKER_PREVIEW_DOMAINS": "preview.localhost",
-        "PREVIEW_BROKER_ALLOWED_HOSTS": "pr-1.preview.localhost,pr-2.preview.localhost",
-        "PREVIEW_BROKER_ALLOWED_PORTS": str(BROKER_PORT),
-        "PREVIEW_BROKER_ALLOW_HTTP": "true",
-        "PREVIEW_BROKER_PROVIDER": "oidc",
-        "PREVIEW_BROKER_CLIENT_ID": DEX_CLIENT_ID,
-        "PREVIEW_BROKER_CLIENT_SECRET": DEX_CLIENT_SECRET,
-        "PREVIEW_BROKER_SECRET_KEYS": "integration-test-key-" + "x" * 32,
-        "PREVIEW_BROKER_ALLOWED_EMAIL_DOMAINS": "example.com",
-        "PREVIEW_BROKER_RELAY_CLIENT_IDS": APP_CLIENT_ID,
-    }
-    env.update(overrides)
-    return env
-
-
 @pytest.fixture(scope="session")
 def broker_proc(dex: Dex, tmp_path_factory) -> Iterator[Proc]:
     """The broker as users run it: `preview-broker broker`, a real uvicorn process."""
@@ -80,7 +67,7 @@ def broker_proc(dex: Dex, tmp_path_factory) -> Iterator[Proc]:
     env.update(broker_env(PREVIEW_BROKER_OIDC_ISSUER=dex.issuer))
     proc = Proc(
         "broker",
-        [sys.executable, "-m", "broker.cli", "broker", "--host", "127.0.0.1", "--port", str(BROKER_PORT),
+        [sys.executable, "-m", "preview_broker", "broker", "--host", "127.0.0.1", "--port", str(BROKER_PORT),
          "--metrics-port", str(BROKER_METRICS_PORT)],
         Path(tmp_path_factory.mktemp("broker")) / "broker.log",
         env=env,

@@ -11,7 +11,13 @@ from typing import Any
 
 from broker.errors import IdPError
 from broker.identity import Identity
-from broker.providers.base import exchange_code, http_client, idp_call, json_body, oauth_client
+from broker.providers.base import (
+    exchange_code,
+    http_client,
+    idp_call,
+    json_body,
+    oauth_client,
+)
 from broker.settings import BrokerSettings
 
 MAX_PAGES = 20  # 2,000 orgs or teams: more than any one person belongs to

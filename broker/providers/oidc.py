@@ -20,7 +20,13 @@ from joserfc.jwk import KeySet
 
 from broker.errors import IdPError, LoginRefused
 from broker.identity import Identity
-from broker.providers.base import exchange_code, http_client, idp_call, json_body, oauth_client
+from broker.providers.base import (
+    exchange_code,
+    http_client,
+    idp_call,
+    json_body,
+    oauth_client,
+)
 from broker.settings import BrokerSettings
 
 DISCOVERY_TTL = 3600.0

@@ -8,8 +8,8 @@ from starlette.testclient import TestClient
 
 from broker.allowlist import MutableAllowlist
 from broker.app import create_app
-from broker.clock import FrozenClock
 from broker.settings import BrokerSettings
+from foundation.clock import FrozenClock
 from tests.support.brokerunit import PR1, PR2, PUBLIC, make_settings
 from tests.support.fakeidp import FakeIdP
 

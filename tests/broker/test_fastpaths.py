@@ -17,7 +17,6 @@ from http.cookies import SimpleCookie
 import pytest
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
-from broker.clock import FrozenClock
 from broker.cookies import cookie_value, request_cookie
 from broker.core import Broker
 from broker.forward_auth import ForwardAuth, _wants_html
@@ -33,6 +32,7 @@ from broker.forwarded import (
 )
 from broker.responses import NO_STORE, redirect
 from broker.tokens import SESSION_SALT, STATE_SALT, SessionSignature, make_serializers
+from foundation.clock import FrozenClock
 from tests.support.brokerunit import KEY_NEW, KEY_OLD
 
 TTL = 3600

@@ -10,7 +10,13 @@ from starlette.testclient import TestClient
 
 from broker.loginstate import derive, s256
 from tests.support.brokerunit import PR1, PR2, PUBLIC
-from tests.support.fakeidp import CLIENT_ID, CLIENT_SECRET, FakeIdP, basic_auth_of, form_of
+from tests.support.fakeidp import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    FakeIdP,
+    basic_auth_of,
+    form_of,
+)
 from tests.support.flows import (
     assert_clears,
     broker_start,

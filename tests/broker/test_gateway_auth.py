@@ -7,8 +7,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from broker.app import create_app
-from broker.config import ConfigError, load
 from broker.settings import BrokerSettings
+from foundation.config import ConfigError, load
 from tests.support.brokerunit import PR1, PR2, PUBLIC, make_settings
 from tests.support.fakeidp import FakeIdP
 from tests.support.flows import forward_auth, gate_login, query_of, session_cookie

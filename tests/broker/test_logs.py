@@ -6,7 +6,7 @@ import io
 import json
 import logging
 
-from broker import logs
+from foundation import logs
 
 
 def test_refusal_log_line_is_json_with_reason(client, capsys) -> None:

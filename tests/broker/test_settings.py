@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from broker.config import ConfigError, load
 from broker.settings import BrokerSettings
+from foundation.config import ConfigError, load
 
 BASE = {
     "PREVIEW_BROKER_PUBLIC_URL": "https://auth.preview.example.com",
@@ -100,7 +100,7 @@ def test_bad_config_file() -> None:
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "broker.cli", *args], capture_output=True, text=True, env=env or {"PATH": "/usr/bin"}
+        [sys.executable, "-m", "preview_broker", *args], capture_output=True, text=True, env=env or {"PATH": "/usr/bin"}
     )
 
 

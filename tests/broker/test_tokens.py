@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from broker.clock import FrozenClock
 from broker.tokens import TokenError, dump, load, make_serializers
+from foundation.clock import FrozenClock
 from tests.support.brokerunit import KEY_NEW, KEY_OLD
 
 

@@ -6,13 +6,13 @@ from datetime import UTC, datetime
 
 import pytest
 
-from controller import names
 from controller.applications import Applications
 from controller.policy import NamespaceView
+from foundation import contract
 
 
 def ns(name: str, app: str | None) -> NamespaceView:
-    return NamespaceView(name, "u", datetime.now(UTC), annotations={names.ANN_ARGOCD_APP: app} if app else {})
+    return NamespaceView(name, "u", datetime.now(UTC), annotations={contract.ANN_ARGOCD_APP: app} if app else {})
 
 
 PREVIEWS = [ns("pr-1", "argocd/shop-pr-1"), ns("pr-2", "shop-pr-2"), ns("pr-3", "other/shop-pr-3"), ns("pr-4", None)]

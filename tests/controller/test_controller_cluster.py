@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from controller import names
-from controller.kube import Kube
 from controller.reconciler import Controller
+from foundation import contract
+from kube.client import Kube
 from tests.support.controller_rig import DOMAIN, Rig, eventually, merge_patch
 from tests.support.controlplane import ControlPlane
 
@@ -118,7 +118,7 @@ async def test_duplicate_claim_older_keeps_it_newer_warned_then_handover(rig: Ri
 @pytest.mark.parametrize("rig", [{"expiry_action": "delete"}], indirect=True)
 async def test_ttl_expiry_with_injected_clock_deletes_namespace(rig: Rig) -> None:
     host = f"ttl-{uuid.uuid4().hex[:6]}.{DOMAIN}"
-    ns = await rig.namespace(host=host, annotations={names.ANN_TTL: "2h"})
+    ns = await rig.namespace(host=host, annotations={contract.ANN_TTL: "2h"})
     await eventually(lambda: host in rig.allowlist, "host allowed")
     assert (await rig.preview(ns))["status"]["expiresAt"]
     rig.clock.offset = timedelta(hours=2, seconds=1)
@@ -134,7 +134,7 @@ async def test_ttl_expiry_with_injected_clock_deletes_namespace(rig: Rig) -> Non
 
 async def test_ttl_expiry_revoke_only_keeps_namespace(rig: Rig) -> None:
     host = f"rev-{uuid.uuid4().hex[:6]}.{DOMAIN}"
-    ns = await rig.namespace(host=host, annotations={names.ANN_TTL: "1h"})
+    ns = await rig.namespace(host=host, annotations={contract.ANN_TTL: "1h"})
     await eventually(lambda: host in rig.allowlist, "host allowed")
     rig.clock.offset = timedelta(hours=1, seconds=1)
     rig.controller.queue.add(ns)
@@ -146,13 +146,13 @@ async def test_ttl_expiry_revoke_only_keeps_namespace(rig: Rig) -> None:
 @pytest.mark.parametrize("rig", [{"default_ttl": "1h"}], indirect=True)
 async def test_a_new_head_commit_extends_the_ttl(rig: Rig) -> None:
     host = f"act-{uuid.uuid4().hex[:6]}.{DOMAIN}"
-    ns = await rig.namespace(host=host, annotations={names.ANN_GITHUB_SHA: "1" * 40})
+    ns = await rig.namespace(host=host, annotations={contract.ANN_GITHUB_SHA: "1" * 40})
     await eventually(lambda: host in rig.allowlist, "host allowed")
     first = (await rig.preview(ns))["status"]
     created = first["activity"]["at"]
     assert first["activity"]["sha"] == "1" * 40 and first["expiresAt"] == _plus(created, hours=1)
     rig.clock.offset = timedelta(minutes=50)
-    await merge_patch(rig.api, f"/api/v1/namespaces/{ns}", {"metadata": {"annotations": {names.ANN_GITHUB_SHA: "2" * 40}}})
+    await merge_patch(rig.api, f"/api/v1/namespaces/{ns}", {"metadata": {"annotations": {contract.ANN_GITHUB_SHA: "2" * 40}}})
 
     async def extended() -> dict[str, Any] | None:
         status = (await rig.preview(ns))["status"]
@@ -179,7 +179,7 @@ def _plus(stamp: str, **delta: int) -> str:
 @pytest.mark.parametrize("rig", [{"expiry_action": "delete", "dry_run": True}], indirect=True)
 async def test_dry_run_records_what_it_would_delete_and_deletes_nothing(rig: Rig) -> None:
     host = f"dry-{uuid.uuid4().hex[:6]}.{DOMAIN}"
-    ns = await rig.namespace(host=host, annotations={names.ANN_TTL: "1h"})
+    ns = await rig.namespace(host=host, annotations={contract.ANN_TTL: "1h"})
     await eventually(lambda: host in rig.allowlist, "host allowed")
     rig.clock.offset = timedelta(hours=1, seconds=1)
     rig.controller.queue.add(ns)
@@ -200,7 +200,7 @@ async def test_dry_run_records_what_it_would_delete_and_deletes_nothing(rig: Rig
 
 async def test_keep_label_exempts_from_ttl(rig: Rig) -> None:
     host = f"keep-{uuid.uuid4().hex[:6]}.{DOMAIN}"
-    ns = await rig.namespace(host=host, annotations={names.ANN_TTL: "1h"}, labels={names.LABEL_KEEP: "true"})
+    ns = await rig.namespace(host=host, annotations={contract.ANN_TTL: "1h"}, labels={contract.LABEL_KEEP: "true"})
     await eventually(lambda: host in rig.allowlist, "host allowed")
     rig.clock.offset = timedelta(days=30)
     rig.controller.queue.add(ns)
@@ -224,7 +224,7 @@ async def _set_status(rig: Rig, path: str, status: dict[str, Any]) -> None:
                          ids=["in-tree", "plugin", "plugin-tuned"])
 async def test_database_and_bucket_accepted_by_real_schemas_and_followed_to_ready(rig: Rig) -> None:
     ns = await rig.namespace(host=f"db-{uuid.uuid4().hex[:6]}.{DOMAIN}",
-                             annotations={names.ANN_DATABASE: "true", names.ANN_BUCKET: "true"})
+                             annotations={contract.ANN_DATABASE: "true", contract.ANN_BUCKET: "true"})
     cluster_path = f"/apis/postgresql.cnpg.io/v1/namespaces/{ns}/clusters/preview-db"
     bucket_path = f"/apis/s3.services.k8s.aws/v1alpha1/namespaces/{ns}/buckets/preview-bucket"
 
@@ -284,7 +284,7 @@ async def test_restarting_the_controller_changes_nothing(rig: Rig, control_plane
 
 
 async def test_bad_object_gets_event_not_crash(rig: Rig) -> None:
-    ns = await rig.namespace(host="not a host!", annotations={names.ANN_TTL: "whenever"})
+    ns = await rig.namespace(host="not a host!", annotations={contract.ANN_TTL: "whenever"})
     good = f"after-{uuid.uuid4().hex[:6]}.{DOMAIN}"
     async def both_warned() -> bool:
         return {"HostRefused", "InvalidTTL"} <= {e["reason"] for e in await rig.events(ns)}

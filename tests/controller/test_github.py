@@ -12,7 +12,12 @@ from joserfc import jwt
 from joserfc.jwk import RSAKey
 
 from controller.deployments import DeploymentReporter, next_step
-from controller.github import AppInstallationToken, GitHubClient, GitHubError, StaticToken
+from controller.github import (
+    AppInstallationToken,
+    GitHubClient,
+    GitHubError,
+    StaticToken,
+)
 from controller.policy import NamespaceView
 
 API = "https://api.github.com"
@@ -244,7 +249,7 @@ async def test_a_malformed_pull_request_answer_is_an_error_not_a_crash(body) -> 
 
 
 async def test_writes_ask_the_lease_fence_first_and_reads_do_not() -> None:
-    from controller.kube import NotLeader
+    from kube.client import NotLeader
 
     def fence() -> float:
         raise NotLeader("lost")

@@ -87,10 +87,10 @@ async def test_a_dead_watch_fails_healthz(probes, stopped, failing, problem) -> 
 
 
 async def test_a_watch_failing_since_its_last_success_reports_how_long(monkeypatch) -> None:
-    from controller.watch import Watcher
+    from kube.watch import Watcher
 
     now = [100.0]
-    monkeypatch.setattr("controller.watch.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("kube.watch.time.monotonic", lambda: now[0])
     w = Watcher(None, "/api/v1/namespaces", name="t", on_sync=lambda items: None,  # type: ignore[arg-type]
                 on_event=lambda t, o: None)
     assert w.failing_for() == 0.0

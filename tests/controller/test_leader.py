@@ -8,12 +8,12 @@ import time
 
 import pytest
 
-from controller.kube import NotLeader
-from controller.leader import LeaderElector
-from controller.main import run_controller
 from controller.health import Health
+from controller.main import run_controller
 from controller.metrics import ControllerMetrics
 from controller.settings import ControllerSettings
+from kube.client import NotLeader
+from kube.leader import LeaderElector
 from tests.support.fake_apiserver import FakeApiserver
 
 NS, LEASE = "preview-broker", "ctrl"

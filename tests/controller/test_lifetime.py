@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from controller import names
 from controller.lifetime import PullRequest, activity, closed, lifetime
 from controller.policy import NamespaceView, plan, standing
 from controller.settings import ControllerSettings
+from foundation import contract
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 H = timedelta(hours=1)
@@ -48,16 +48,16 @@ def test_activity_is_the_last_head_commit_and_when_it_was_first_seen(sha, record
     [
         ({}, {}, None, None, None),
         ({}, {}, None, 3600.0, T0 + H),
-        ({}, {names.ANN_TTL: "72h"}, None, 3600.0, T0 + 72 * H),
+        ({}, {contract.ANN_TTL: "72h"}, None, 3600.0, T0 + 72 * H),
         # a new head commit 10 h in: the TTL counts from then
-        ({}, {names.ANN_TTL: "72h", names.ANN_GITHUB_SHA: SHA2}, {"sha": SHA1, "at": "2026-11-28T12:00:00Z"}, None,
+        ({}, {contract.ANN_TTL: "72h", contract.ANN_GITHUB_SHA: SHA2}, {"sha": SHA1, "at": "2026-11-28T12:00:00Z"}, None,
          T0 + 82 * H),
-        ({}, {names.ANN_GITHUB_SHA: SHA1}, {"sha": SHA1, "at": "2026-11-28T22:00:00Z"}, 3600.0, T0 + 11 * H),
+        ({}, {contract.ANN_GITHUB_SHA: SHA1}, {"sha": SHA1, "at": "2026-11-28T22:00:00Z"}, 3600.0, T0 + 11 * H),
         # expires-at is absolute: activity does not move it
-        ({}, {names.ANN_EXPIRES_AT: "2026-12-01T00:00:00Z", names.ANN_GITHUB_SHA: SHA2},
+        ({}, {contract.ANN_EXPIRES_AT: "2026-12-01T00:00:00Z", contract.ANN_GITHUB_SHA: SHA2},
          {"sha": SHA1, "at": "2026-11-28T12:00:00Z"}, 3600.0, datetime(2026, 12, 1, tzinfo=UTC)),
-        ({names.LABEL_KEEP: "true"}, {names.ANN_TTL: "1h"}, None, 3600.0, None),
-        ({}, {names.ANN_TTL: "soon"}, None, 60.0, T0 + timedelta(seconds=60)),
+        ({contract.LABEL_KEEP: "true"}, {contract.ANN_TTL: "1h"}, None, 3600.0, None),
+        ({}, {contract.ANN_TTL: "soon"}, None, 60.0, T0 + timedelta(seconds=60)),
     ],
 )
 def test_ttl_counts_from_the_last_activity(labels, annotations, recorded, default, expected) -> None:
@@ -72,7 +72,7 @@ def test_github_head_commit_counts_when_the_namespace_names_none() -> None:
     assert life.activity == {"sha": SHA2, "at": "2026-11-28T17:00:00Z"} and life.expires_at == T0 + 6 * H
 
 
-@pytest.mark.parametrize(("annotation", "reason"), [(names.ANN_TTL, "InvalidTTL"), (names.ANN_EXPIRES_AT, "InvalidExpiry")])
+@pytest.mark.parametrize(("annotation", "reason"), [(contract.ANN_TTL, "InvalidTTL"), (contract.ANN_EXPIRES_AT, "InvalidExpiry")])
 def test_unreadable_lifetime_annotations_warn(annotation, reason) -> None:
     life = lifetime(created=T0, labels={}, annotations={annotation: "soon"}, recorded_activity=None, pr=None,
                     default_ttl=None, now=T0)
@@ -111,7 +111,7 @@ def _plan(n, *, now, current=None, state=None, app_gone=False, **kw):
 
 
 def test_a_closed_preview_loses_its_hosts_at_once_and_its_namespace_after_the_grace() -> None:
-    n = ns(annotations={names.ANN_GITHUB_REPO: REPO})
+    n = ns(annotations={contract.ANN_GITHUB_REPO: REPO})
     first = _plan(n, now=T0, state=pr("closed"))
     assert first.status["phase"] == "Closed" and first.status["allowedHosts"] == []
     assert first.status["closed"] == {"reason": "pull request acme/shop#1 was closed", "at": "2026-11-28T12:00:00Z"}
@@ -128,16 +128,16 @@ def test_closed_action_revoke_keeps_the_namespace() -> None:
 
 def test_a_closed_preview_stays_closed_even_after_a_new_commit() -> None:
     """Close wins over activity: a push to a closed pull request does not bring its preview back."""
-    p = _plan(ns(annotations={names.ANN_GITHUB_SHA: SHA2}), now=T0, state=pr("closed", sha=SHA2), default_ttl="1h",
+    p = _plan(ns(annotations={contract.ANN_GITHUB_SHA: SHA2}), now=T0, state=pr("closed", sha=SHA2), default_ttl="1h",
               current={"phase": "Ready", "activity": {"sha": SHA1, "at": "2026-11-28T11:00:00Z"}})
     assert p.status["phase"] == "Closed"
 
 
 def test_a_new_commit_revives_an_expired_preview() -> None:
-    n = ns(annotations={names.ANN_TTL: "1h", names.ANN_GITHUB_SHA: SHA1})
+    n = ns(annotations={contract.ANN_TTL: "1h", contract.ANN_GITHUB_SHA: SHA1})
     expired = _plan(n, now=T0 + 2 * H)
     assert expired.status["phase"] == "Expired" and expired.status["allowedHosts"] == []
-    pushed = ns(annotations={names.ANN_TTL: "1h", names.ANN_GITHUB_SHA: SHA2})
+    pushed = ns(annotations={contract.ANN_TTL: "1h", contract.ANN_GITHUB_SHA: SHA2})
     revived = _plan(pushed, now=T0 + 3 * H, current=expired.status)
     assert revived.status["phase"] == "Ready" and revived.status["allowedHosts"] == ["pr-1.preview.example.com"]
     assert revived.status["expiresAt"] == "2026-11-28T16:00:00Z" and revived.requeue_after == pytest.approx(3600)

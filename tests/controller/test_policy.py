@@ -7,8 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from broker.config import ConfigError, load
-from controller import names, resources
+from controller import resources
 from controller.policy import (
     ClaimIndex,
     IngressView,
@@ -20,7 +19,9 @@ from controller.policy import (
     standing,
     validate_hosts,
 )
-from controller.settings import ControllerSettings, parse_duration
+from controller.settings import ControllerSettings
+from foundation import contract
+from foundation.config import ConfigError, load
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 DOMAINS = ("preview.example.com",)
@@ -35,7 +36,7 @@ def ns(name="pr-1", created=T0, deleting=False, labels=None, annotations=None) -
 
 
 def test_candidates_from_annotation_and_ingresses() -> None:
-    n = ns(annotations={names.ANN_HOST: "pr-1.preview.example.com"})
+    n = ns(annotations={contract.ANN_HOST: "pr-1.preview.example.com"})
     ings = [IngressView("web", ("api.pr-1.preview.example.com",), False), IngressView("x", ("x.preview.example.com",), True)]
     assert [h for h, _ in candidate_hosts(n, ings, "all")] == [
         "pr-1.preview.example.com", "api.pr-1.preview.example.com", "x.preview.example.com"]
@@ -104,17 +105,6 @@ def test_reserved_settings_errors_name_the_setting(field, value) -> None:
     assert err.value.setting == f"PREVIEW_BROKER_{field.upper()}"
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("72h", 259200), ("1d12h", 129600), ("90m", 5400), ("30s", 30)])
-def test_parse_duration(text, seconds) -> None:
-    assert parse_duration(text) == seconds
-
-
-@pytest.mark.parametrize("text", ["", "h", "72", "1y", "-1h"])
-def test_parse_duration_refuses(text) -> None:
-    with pytest.raises(ValueError):
-        parse_duration(text)
-
-
 def _cluster(phase, ready):
     return {"status": {"phase": phase, "conditions": [{"type": "Ready", "status": ready}]}}
 
@@ -158,7 +148,7 @@ def test_terminating_revokes_hosts() -> None:
 
 
 def test_expired_revokes_and_deletes_or_only_revokes() -> None:
-    n = ns(annotations={names.ANN_TTL: "1h"})
+    n = ns(annotations={contract.ANN_TTL: "1h"})
     assert _plan(n, now=T0 + timedelta(minutes=59)).status["phase"] == "Ready"
     p = _plan(n, now=T0 + timedelta(hours=1), expiry_action="delete")
     assert p.status["phase"] == "Expired" and p.status["allowedHosts"] == [] and p.delete_namespace
@@ -167,12 +157,12 @@ def test_expired_revokes_and_deletes_or_only_revokes() -> None:
 
 
 def test_requeue_at_expiry() -> None:
-    p = _plan(ns(annotations={names.ANN_TTL: "1h"}), now=T0 + timedelta(minutes=30))
+    p = _plan(ns(annotations={contract.ANN_TTL: "1h"}), now=T0 + timedelta(minutes=30))
     assert p.requeue_after == pytest.approx(1800)
 
 
 def test_database_and_bucket_provisioning_then_ready_then_failed() -> None:
-    n = ns(annotations={names.ANN_DATABASE: "true", names.ANN_BUCKET: "true"})
+    n = ns(annotations={contract.ANN_DATABASE: "true", contract.ANN_BUCKET: "true"})
     kw = {"database_destination_path": "s3://backups/main", "database_source_name": "main"}
     p = _plan(n, **kw)
     assert p.status["phase"] == "Provisioning"
@@ -221,7 +211,7 @@ def test_database_storage_class_image_resources_and_point_in_time_are_settable()
         "PREVIEW_BROKER_DATABASE_RESOURCES": '{"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}}',
         "PREVIEW_BROKER_DATABASE_RECOVERY_TARGET_TIME": "2026-11-27T23:00:00Z",
     })
-    p = _plan(ns(annotations={names.ANN_DATABASE: "true"}), **s.model_dump())
+    p = _plan(ns(annotations={contract.ANN_DATABASE: "true"}), **s.model_dump())
     (cluster,) = [o for o in p.objects if o["kind"] == "Cluster"]
     spec = cluster["spec"]
     assert spec["storage"] == {"size": "1Gi", "storageClass": "gp3"}
@@ -236,7 +226,7 @@ def test_database_storage_class_image_resources_and_point_in_time_are_settable()
      ("yesterday", "2026-11-27T23:00:00Z", True)],  # unreadable: the setting's, and a Warning once
 )
 def test_a_preview_may_pick_its_own_point_in_time(annotation, target, warned) -> None:
-    n = ns(annotations={names.ANN_DATABASE: "true", names.ANN_DATABASE_TARGET_TIME: annotation})
+    n = ns(annotations={contract.ANN_DATABASE: "true", contract.ANN_DATABASE_TARGET_TIME: annotation})
     p = _plan(n, database_destination_path="s3://b/p", database_recovery_target_time="2026-11-27T23:00:00Z")
     (cluster,) = [o for o in p.objects if o["kind"] == "Cluster"]
     assert cluster["spec"]["bootstrap"]["recovery"]["recoveryTarget"] == {"targetTime": target}
@@ -298,7 +288,7 @@ def test_namespace_view_keeps_only_preview_broker_keys() -> None:
 
 
 def test_slim_drops_only_the_bookkeeping_and_leaves_the_input_alone() -> None:
-    from controller.kube import LAST_APPLIED, slim
+    from kube.client import LAST_APPLIED, slim
 
     obj = {"apiVersion": "v1", "kind": "X", "spec": {"a": 1}, "status": {"phase": "Ready"},
            "metadata": {"name": "pr-1", "resourceVersion": "7", "managedFields": [{"manager": "kubectl"}],

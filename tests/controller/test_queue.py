@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from controller.queue import WorkQueue
+from kube.queue import WorkQueue
 
 
 async def take(queue: WorkQueue, n: int) -> list[str]:
@@ -111,7 +111,7 @@ async def test_depth_and_oldest_wait_are_measured() -> None:
 async def test_side_job_worker_retries_a_failing_key_with_backoff_and_keeps_serving_others() -> None:
     import logging
 
-    from controller.queue import drain_forever
+    from kube.queue import drain_forever
 
     q = WorkQueue(retry_base=0.1, retry_cap=0.4)
     attempts: dict[str, list[float]] = {"bad": [], "good": []}

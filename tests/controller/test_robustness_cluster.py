@@ -15,7 +15,12 @@ import pytest
 
 from tests.support.apiproxy import ApiProxy
 from tests.support.controller_rig import DOMAIN, Rig, eventually, make_rig
-from tests.support.controlplane import ControlPlane, cleanup, install_crds, start_control_plane
+from tests.support.controlplane import (
+    ControlPlane,
+    cleanup,
+    install_crds,
+    start_control_plane,
+)
 from tests.support.procs import Proc, free_port, wait_until
 
 pytestmark = [pytest.mark.cluster]
@@ -181,7 +186,7 @@ def _controller_proc(cp: ControlPlane, identity: str, tmp_path, kubeconfig=None,
             **{f"PREVIEW_BROKER_{k.upper()}": v for k, v in settings.items()},
         }
     )
-    return Proc(identity, [sys.executable, "-m", "broker.cli", "controller", "--metrics-port", "0"],
+    return Proc(identity, [sys.executable, "-m", "preview_broker", "controller", "--metrics-port", "0"],
                 tmp_path / f"{identity}.log", env=env)
 
 

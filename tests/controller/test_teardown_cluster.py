@@ -13,11 +13,11 @@ import httpx
 import pytest
 import respx
 
-from controller import names
 from controller.buckets import BucketJanitor
 from controller.deployments import ANN_REPO, ANN_SHA, DeploymentReporter
 from controller.github import GitHubClient, StaticToken
 from controller.resources import EMPTY_BUCKET_FINALIZER
+from foundation import contract
 from tests.support.controller_rig import DOMAIN, Rig, eventually, make_rig, merge_patch
 from tests.support.controlplane import ControlPlane
 from tests.support.procs import free_port
@@ -160,7 +160,7 @@ async def test_dry_run_empties_no_bucket_and_holds_it_until_turned_off(
 async def test_retain_annotation_keeps_the_data(janitor_rig: Rig, s3) -> None:
     rig = janitor_rig
     ns = await rig.namespace(host=f"keep-{uuid.uuid4().hex[:6]}.{DOMAIN}",
-                             annotations={names.ANN_RETAIN_BUCKET: "true"})
+                             annotations={contract.ANN_RETAIN_BUCKET: "true"})
     bucket = await eventually(lambda: _bucket_object(rig, ns), "Bucket object created")
     assert bucket["metadata"]["annotations"]["services.k8s.aws/deletion-policy"] == "retain"
     assert EMPTY_BUCKET_FINALIZER not in (bucket["metadata"].get("finalizers") or [])
@@ -276,7 +276,7 @@ async def test_a_closed_pull_request_tears_the_preview_down(control_plane: Contr
             github_token="ghp_test", pull_request_check_interval="1s", s3_endpoint_url=aws_env,
             bucket_default=True, database_default=True, database_destination_path="s3://backups/main",
         ) as rig:
-            ns = await rig.namespace(host=host, labels={names.LABEL_PR: "7"},
+            ns = await rig.namespace(host=host, labels={contract.LABEL_PR: "7"},
                                      annotations={ANN_REPO: REPO, ANN_SHA: SHA})
             await _ready(rig, ns)
             bucket = (await _bucket_object(rig, ns))["spec"]["name"]
@@ -336,7 +336,7 @@ async def test_a_preview_whose_argo_cd_application_is_gone_is_closed(control_pla
         r = await rig.api.post(APPS.format(namespace="argocd"), json=application(app))
         assert r.status_code == 201, r.text
         host = f"{app}.{DOMAIN}"
-        ns = await rig.namespace(host=host, annotations={names.ANN_ARGOCD_APP: f"argocd/{app}"})
+        ns = await rig.namespace(host=host, annotations={contract.ANN_ARGOCD_APP: f"argocd/{app}"})
         await eventually(lambda: host in rig.allowlist, "live while its Application exists")
         assert (await rig.api.delete(f"{APPS.format(namespace='argocd')}/{app}")).status_code == 200
         await eventually(lambda: host not in rig.allowlist, "revoked once the Application is gone")

@@ -8,8 +8,8 @@ import json
 import pytest
 from kubernetes_asyncio import client as k8s
 
-from controller.kube import Kube
-from controller.watch import Backoff, Watcher
+from kube.client import Kube
+from kube.watch import Backoff, Watcher
 
 
 class FakeApiserver:

@@ -25,8 +25,10 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
         s.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(stack: Stack):
+    # Package-scoped: Playwright's sync API keeps an event loop running in this thread while it
+    # lives, and the asyncio tests of later packages need the thread's loop to themselves.
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

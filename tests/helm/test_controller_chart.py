@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from broker.config import load
 from controller.settings import ControllerSettings
+from foundation.config import load
 from tests.support.helm import CHART, helm, render
 
 OIDC = CHART / "ci" / "oidc-values.yaml"
@@ -36,8 +36,8 @@ def test_the_controller_settings_the_chart_writes_are_the_ones_it_reads() -> Non
     assert settings.reserved == {"status.preview.example.com": "reserved (RESERVED_HOSTS)",
                                  "auth.preview.example.com": "the broker's own host (PUBLIC_URL)"}
     assert (settings.lease_duration, settings.renew_deadline_seconds, settings.retry_period_seconds) == (20, 12, 3)
-    assert (settings.closed_action, settings.closed_grace, settings.dry_run) == ("delete", "15m", False)
-    assert settings.argocd_namespace == "argocd" and settings.pull_request_check_interval == "10m"
+    assert (settings.closed_action, settings.closed_grace, settings.dry_run) == ("delete", 900, False)
+    assert settings.argocd_namespace == "argocd" and settings.pull_request_check_interval == 600
     assert settings.database_mode == "plugin" and settings.database_storage_class == "gp3"
     assert settings.database_image == "ghcr.io/cloudnative-pg/postgresql:17.5"
     assert settings.database_resources.model_dump() == {"requests": {"cpu": "1", "memory": "256Mi"},

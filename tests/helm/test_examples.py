@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from controller import names
+from foundation import contract
 from tests.support.controller_rig import DOMAIN, eventually, make_rig
 from tests.support.controlplane import ControlPlane
 from tests.support.helm import helm
@@ -48,18 +48,18 @@ def test_the_namespace_chart_carries_what_the_controller_reads(tmp_path: Path) -
     ns = namespace_manifest(tmp_path, "123")
     assert ns["kind"] == "Namespace" and ns["metadata"]["name"] == "pr-123"
     assert generated_application("123")["spec"]["destination"]["namespace"] == "pr-123"
-    assert ns["metadata"]["labels"] == {names.LABEL_PREVIEW: "true", names.LABEL_PR: "123"}
+    assert ns["metadata"]["labels"] == {contract.LABEL_PREVIEW: "true", contract.LABEL_PR: "123"}
     assert ns["metadata"]["annotations"] == {
         "argocd.argoproj.io/sync-wave": "-1",
-        names.ANN_HOST: "pr-123.preview.example.com",
-        names.ANN_GITHUB_REPO: "acme/shop",
-        names.ANN_GITHUB_SHA: SHA,
-        names.ANN_ARGOCD_APP: "argocd/shop-pr-123",
-        names.ANN_TTL: "72h",
-        names.ANN_DATABASE: "true",
-        names.ANN_BUCKET: "true",
+        contract.ANN_HOST: "pr-123.preview.example.com",
+        contract.ANN_GITHUB_REPO: "acme/shop",
+        contract.ANN_GITHUB_SHA: SHA,
+        contract.ANN_ARGOCD_APP: "argocd/shop-pr-123",
+        contract.ANN_TTL: "72h",
+        contract.ANN_DATABASE: "true",
+        contract.ANN_BUCKET: "true",
     }
-    assert ns["metadata"]["annotations"][names.ANN_ARGOCD_APP] == f"argocd/{generated_application('123')['metadata']['name']}"
+    assert ns["metadata"]["annotations"][contract.ANN_ARGOCD_APP] == f"argocd/{generated_application('123')['metadata']['name']}"
 
 
 def test_the_namespace_chart_refuses_to_render_without_a_name() -> None:
@@ -72,9 +72,9 @@ async def test_the_controller_takes_up_a_namespace_the_example_deploys(control_p
     number = str(uuid.uuid4().int % 10**6)
     ns = namespace_manifest(tmp_path, number)
     host = f"pr-{number}.{DOMAIN}"
-    assert ns["metadata"]["annotations"][names.ANN_HOST] == host
-    ns["metadata"]["annotations"][names.ANN_DATABASE] = "false"  # no CNPG operator here: a plain preview
-    ns["metadata"]["annotations"][names.ANN_BUCKET] = "false"
+    assert ns["metadata"]["annotations"][contract.ANN_HOST] == host
+    ns["metadata"]["annotations"][contract.ANN_DATABASE] = "false"  # no CNPG operator here: a plain preview
+    ns["metadata"]["annotations"][contract.ANN_BUCKET] = "false"
     async with make_rig(control_plane) as rig:
         assert (await rig.api.post("/api/v1/namespaces", json=ns)).status_code == 201
         await eventually(lambda: host in rig.allowlist, "the example's host published")

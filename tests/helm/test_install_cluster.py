@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.helm import CHART, helm
 from tests.support.controlplane import ControlPlane
+from tests.support.helm import CHART, helm
 from tests.support.procs import Proc, free_port, http_ok, wait_until
 
 pytestmark = pytest.mark.cluster
@@ -76,7 +76,7 @@ def test_components_work_with_exactly_the_chart_rbac(installed: ControlPlane, tm
                                          _token(cp, "pb-preview-broker-controller"), "controller")
     broker_cfg = cp.write_kubeconfig(tmp_path / "broker.kubeconfig", _token(cp, "pb-preview-broker-broker"), "broker")
     controller_env = _container_env(cp, "pb-preview-broker-controller", {"KUBECONFIG": str(controller_cfg)})
-    controller = Proc("controller", [sys.executable, "-m", "broker.cli", "controller", "--metrics-port", "0"],
+    controller = Proc("controller", [sys.executable, "-m", "preview_broker", "controller", "--metrics-port", "0"],
                       tmp_path / "controller.log", env=controller_env).start()
     port = free_port()
     broker_env = _container_env(cp, "pb-preview-broker-broker", {
@@ -85,7 +85,7 @@ def test_components_work_with_exactly_the_chart_rbac(installed: ControlPlane, tm
         "PREVIEW_BROKER_PROVIDER": "github",
         "PREVIEW_BROKER_OIDC_ISSUER": "",
     })
-    broker = Proc("broker", [sys.executable, "-m", "broker.cli", "broker", "--host", "127.0.0.1", "--port", str(port),
+    broker = Proc("broker", [sys.executable, "-m", "preview_broker", "broker", "--host", "127.0.0.1", "--port", str(port),
                              "--metrics-port", "0"],
                   tmp_path / "broker.log", env=broker_env).start()
     try:

@@ -9,7 +9,6 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 import httpx
 import pytest
 
-from tests.conftest import BROKER_PORT, PUBLIC
 from tests.support.dex import (
     APP_CLIENT_ID,
     APP_CLIENT_SECRET,
@@ -19,6 +18,7 @@ from tests.support.dex import (
     DEX_USER_PASSWORD,
     Dex,
 )
+from tests.support.localbroker import BROKER_PORT, PUBLIC
 from tests.support.loopback import loopback_client
 
 pytestmark = pytest.mark.dex

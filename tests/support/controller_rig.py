@@ -19,10 +19,10 @@ from typing import Any
 import httpx
 
 from broker.kube_allowlist import KubernetesAllowlist
-from controller import names
-from controller.kube import Kube
 from controller.reconciler import PE_PATH, Controller
 from controller.settings import ControllerSettings
+from foundation import contract
+from kube.client import Kube
 from tests.support.controlplane import ControlPlane
 
 DOMAIN = "preview.example.com"
@@ -50,8 +50,8 @@ class Rig:
         name = name or f"pr-{uuid.uuid4().hex[:8]}"
         ann = dict(annotations or {})
         if host:
-            ann[names.ANN_HOST] = host
-        body = {"metadata": {"name": name, "labels": {names.LABEL_PREVIEW: "true", **(labels or {})},
+            ann[contract.ANN_HOST] = host
+        body = {"metadata": {"name": name, "labels": {contract.LABEL_PREVIEW: "true", **(labels or {})},
                              "annotations": ann}}
         r = await self.api.post("/api/v1/namespaces", json=body)
         assert r.status_code == 201, r.text

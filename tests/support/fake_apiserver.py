@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import web
 from kubernetes_asyncio import client as k8s
 
-from controller.kube import Kube
+from kube.client import Kube
 
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
 

@@ -38,8 +38,21 @@ from typing import Any
 import httpx
 import yaml
 
-from tests.support.controlplane import ControlPlane, cleanup, install_crds, start_control_plane
-from tests.support.dex import APP_CLIENT_ID, APP_CLIENT_SECRET, DEX_CLIENT_ID, DEX_CLIENT_SECRET, Dex, app_client, start_dex
+from tests.support.controlplane import (
+    ControlPlane,
+    cleanup,
+    install_crds,
+    start_control_plane,
+)
+from tests.support.dex import (
+    APP_CLIENT_ID,
+    APP_CLIENT_SECRET,
+    DEX_CLIENT_ID,
+    DEX_CLIENT_SECRET,
+    Dex,
+    app_client,
+    start_dex,
+)
 from tests.support.procs import Proc, free_port, http_ok, wait_until
 from tests.support.tls import Certs, make_certs
 
@@ -301,13 +314,13 @@ def start_stack(workdir: Path, progress=lambda msg: None, port: int = 0, tls: bo
                       [free_port() for _ in range(replicas)], certs, {}, procs)
         py = sys.executable
         progress(f"starting the controller and {replicas} broker replicas")
-        procs["controller"] = Proc("controller", [py, "-m", "broker.cli", "controller", "--metrics-port", "0"],
+        procs["controller"] = Proc("controller", [py, "-m", "preview_broker", "controller", "--metrics-port", "0"],
                                    workdir / "controller.log", env=_clean_env(
             KUBECONFIG=str(cp.kubeconfig), PREVIEW_BROKER_PREVIEW_DOMAINS=DOMAIN,
             PREVIEW_BROKER_KUBE_NAMESPACE="preview-broker", PREVIEW_BROKER_IDENTITY="e2e-controller")).start()
         for i, broker_port in enumerate(stack.broker_ports):
             name = "broker" if i == 0 else f"broker-{i + 1}"
-            procs[name] = Proc(name, [py, "-m", "broker.cli", "broker", "--host", "127.0.0.1", "--port",
+            procs[name] = Proc(name, [py, "-m", "preview_broker", "broker", "--host", "127.0.0.1", "--port",
                                       str(broker_port), "--metrics-port", "0"], workdir / f"{name}.log",
                                env=_broker_env(stack, broker_port)).start()
         dynamic = workdir / "traefik-dynamic.yaml"

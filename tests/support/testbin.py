@@ -6,9 +6,9 @@ import importlib.machinery
 import importlib.util
 import subprocess
 import sys
-from types import ModuleType
 from functools import cache
 from pathlib import Path
+from types import ModuleType
 
 ROOT = Path(__file__).resolve().parents[2]
 

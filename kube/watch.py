@@ -30,7 +30,7 @@ from typing import Any
 
 import aiohttp
 
-from controller.kube import ApiError, Kube, KubeError
+from kube.client import ApiError, Kube, KubeError
 
 log = logging.getLogger("preview_broker.watch")
 

@@ -104,11 +104,21 @@ def describe(model: type[BaseModel]) -> str:
             default = ""
         elif field.default_factory is not None:
             default = " [default: computed at start-up]"
+        elif _is_duration(field) and isinstance(field.default, int):
+            from foundation.durations import format_duration
+
+            default = f" [default: {format_duration(field.default)}]"
         else:
             default = f" [default: {_show_default(field.default)}]"
         req = " (required)" if field.is_required() else ""
         lines.append(f"  {env_name(name)}{req}{default}\n      {field.description or ''}")
     return "\n".join(lines)
+
+
+def _is_duration(field: Any) -> bool:
+    from foundation.durations import parse_duration
+
+    return any(getattr(m, "func", None) is parse_duration for m in field.metadata)
 
 
 def _show_default(value: Any) -> str:

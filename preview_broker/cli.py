@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from broker.config import ConfigError, describe, load
+from foundation.config import ConfigError, describe, load
 
 EPILOG_BROKER = """\
 Settings (environment variables; a --config YAML file may provide them too,

@@ -1,4 +1,9 @@
-"""Kubernetes names under the preview-broker.io/ prefix (a stable contract: users set these)."""
+"""The contract between the controller, the brokers and users: the PreviewEnvironment resource
+(group, version, plural, path, phases) and every label and annotation under preview-broker.io/.
+
+The controller writes PreviewEnvironments; the brokers watch them; users set the labels and
+annotations on their namespaces.  These names are stable: changing one breaks the others.
+"""
 
 PREFIX = "preview-broker.io/"
 
@@ -26,3 +31,16 @@ GROUP = "preview-broker.io"
 VERSION = "v1alpha1"
 PLURAL = "previewenvironments"
 KIND = "PreviewEnvironment"
+
+PATH = f"/apis/{GROUP}/{VERSION}/{PLURAL}"  # the cluster-scoped collection
+
+# A preview's phases, in the order a preview usually goes through them.
+PHASE_PROVISIONING = "Provisioning"
+PHASE_READY = "Ready"
+PHASE_FAILED = "Failed"
+PHASE_EXPIRED = "Expired"
+PHASE_CLOSED = "Closed"
+PHASE_TERMINATING = "Terminating"
+PHASES = (PHASE_PROVISIONING, PHASE_READY, PHASE_FAILED, PHASE_EXPIRED, PHASE_CLOSED, PHASE_TERMINATING)
+# No host of a preview in one of these phases is live, whatever its status still lists.
+NOT_LIVE = frozenset({PHASE_EXPIRED, PHASE_CLOSED, PHASE_TERMINATING})

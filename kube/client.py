@@ -61,7 +61,7 @@ class NotLeader(KubeError):
 
 
 # Checked before every write of a fenced client: returns the seconds this replica may still act,
-# or raises NotLeader.  See controller/leader.py.
+# or raises NotLeader.  See kube/leader.py.
 Fence = Callable[[], float]
 
 

@@ -33,7 +33,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from controller.kube import ApiError, Kube, KubeError, NotLeader
+from kube.client import ApiError, Kube, KubeError, NotLeader
 
 log = logging.getLogger("preview_broker.leader")
 

@@ -1,0 +1,5 @@
+import sys
+
+from preview_broker.cli import main
+
+sys.exit(main())
