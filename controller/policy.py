@@ -68,18 +68,30 @@ class NamespaceView:
 
 
 @dataclass(frozen=True, slots=True)
-class IngressView:
+class RouteView:
+    """What the controller keeps of an Ingress or an HTTPRoute: the hosts it routes."""
+
+    kind: str  # ingress | httproute
     name: str
     hosts: tuple[str, ...]
     exposed: bool
 
     @classmethod
-    def from_object(cls, obj: Mapping[str, Any]) -> IngressView:
-        meta = obj.get("metadata", {})
+    def from_ingress(cls, obj: Mapping[str, Any]) -> RouteView:
         rules = (obj.get("spec") or {}).get("rules") or []
         hosts = tuple(r["host"] for r in rules if isinstance(r, dict) and isinstance(r.get("host"), str))
+        return cls._of("ingress", obj, hosts)
+
+    @classmethod
+    def from_httproute(cls, obj: Mapping[str, Any]) -> RouteView:
+        names = (obj.get("spec") or {}).get("hostnames") or []
+        return cls._of("httproute", obj, tuple(h for h in names if isinstance(h, str)))
+
+    @classmethod
+    def _of(cls, kind: str, obj: Mapping[str, Any], hosts: tuple[str, ...]) -> RouteView:
+        meta = obj.get("metadata", {})
         exposed = (meta.get("annotations") or {}).get(contract.ANN_EXPOSE, "").lower() == "true"
-        return cls(meta["name"], hosts, exposed)
+        return cls(kind, meta["name"], hosts, exposed)
 
 
 @dataclass(slots=True)
@@ -93,15 +105,23 @@ class Plan:
 
 # --- hosts ---------------------------------------------------------------------------
 
-def candidate_hosts(ns: NamespaceView, ingresses: Iterable[IngressView], mode: str) -> list[tuple[str, str]]:
-    """(raw host, where it came from) for every host the namespace claims."""
+def candidate_hosts(ns: NamespaceView, routes: Iterable[RouteView], mode: str) -> list[tuple[str, str]]:
+    """(raw host, where it came from) for every host the namespace claims: its annotation, and the
+    hosts of its Ingresses and HTTPRoutes (all, or only those annotated to expose them).  A
+    wildcard hostname is kept as written, so that validation refuses it with a reason."""
     out: list[tuple[str, str]] = []
     if ns.annotations.get(contract.ANN_HOST):
         out.append((ns.annotations[contract.ANN_HOST].strip(), "annotation"))
-    for ing in sorted(ingresses, key=lambda i: i.name):
-        if mode == "all" or ing.exposed:
-            out += [(h, f"ingress/{ing.name}") for h in ing.hosts]
+    for route in sorted(routes, key=lambda r: (r.kind, r.name)):
+        if mode == "all" or route.exposed:
+            out += [(h, f"{route.kind}/{route.name}") for h in route.hosts]
     return out
+
+
+def auth_wiring(ns: NamespaceView, settings: ControllerSettings) -> str:
+    """Which auth wiring the controller generates in this namespace: traefik, nginx or off."""
+    wanted = ns.annotations.get(contract.ANN_AUTH_WIRING, "").strip().lower()
+    return wanted if wanted in ("traefik", "nginx", "off") else settings.auth_wiring
 
 
 def reserved_by(host: str, reserved: Mapping[str, str]) -> str | None:

@@ -8,6 +8,7 @@ twice, or after a restart, changes nothing.
 from __future__ import annotations
 
 import asyncio
+import json
 import gc
 import logging
 import time
@@ -51,7 +52,8 @@ def cached_preview(obj: dict[str, Any]) -> dict[str, Any]:
 class Cache:
     def __init__(self) -> None:
         self.namespaces: dict[str, policy.NamespaceView] = {}
-        self.ingresses: dict[str, dict[str, policy.IngressView]] = {}
+        # namespace -> (kind, name) -> the hosts an Ingress or HTTPRoute routes
+        self.routes: dict[str, dict[tuple[str, str], policy.RouteView]] = {}
         self.previews: dict[str, dict[str, Any]] = {}
         self.clusters: dict[str, dict[str, Any]] = {}
         self.buckets: dict[str, dict[str, Any]] = {}
@@ -101,6 +103,8 @@ class Controller:
                                          self.queue.add)
         self.watchers: list[Watcher] = []
         self.available_kinds: set[str] = set()
+        self._wired: dict[tuple[str, str, str], str] = {}  # auth wiring as last sent, so unchanged is not resent
+        self._warned: set[tuple[str, str, str]] = set()
         # Side jobs with their own queues (GitHub statuses, bucket emptying): told after every
         # reconcile, never awaited by it, so a slow GitHub or S3 never delays the allowlist.
         self.extensions = list(extensions or [])
@@ -122,24 +126,31 @@ class Controller:
             self.cache.namespaces[view.name] = view
         self.queue.add(view.name)
 
-    def _sync_ingresses(self, items: list[tuple[str, policy.IngressView]]) -> None:
-        fresh: dict[str, dict[str, policy.IngressView]] = {}
-        for ns, view in items:
-            fresh.setdefault(ns, {})[view.name] = view
-        touched = set(fresh) | set(self.cache.ingresses)
-        self.cache.ingresses = fresh
-        for ns in touched:
-            if ns in self.cache.namespaces:
-                self.queue.add(ns, bulk=True)
+    def _route_handlers(self, kind: str):
+        """The list and event handlers of one kind of route (Ingress or HTTPRoute) in the route cache."""
+        def sync(items: list[tuple[str, policy.RouteView]]) -> None:
+            touched = set()
+            for ns, views in self.cache.routes.items():  # drop what the list no longer has, of this kind
+                for key in [k for k in views if k[0] == kind]:
+                    del views[key]
+                    touched.add(ns)
+            for ns, view in items:
+                self.cache.routes.setdefault(ns, {})[(kind, view.name)] = view
+                touched.add(ns)
+            for ns in touched:
+                if ns in self.cache.namespaces:
+                    self.queue.add(ns, bulk=True)
 
-    def _on_ingress(self, event: str, item: tuple[str, policy.IngressView]) -> None:
-        ns, view = item
-        if event == "DELETED":
-            self.cache.ingresses.get(ns, {}).pop(view.name, None)
-        else:
-            self.cache.ingresses.setdefault(ns, {})[view.name] = view
-        if ns in self.cache.namespaces:
-            self.queue.add(ns)
+        def on_event(event: str, item: tuple[str, policy.RouteView]) -> None:
+            ns, view = item
+            if event == "DELETED":
+                self.cache.routes.get(ns, {}).pop((kind, view.name), None)
+            else:
+                self.cache.routes.setdefault(ns, {})[(kind, view.name)] = view
+            if ns in self.cache.namespaces:
+                self.queue.add(ns)
+
+        return sync, on_event
 
     def _keyed_sync(self, store: dict[str, dict[str, Any]], key: Callable[[dict[str, Any]], str]):
         def sync(items: list[dict[str, Any]]) -> None:
@@ -173,13 +184,16 @@ class Controller:
         cl_sync, cl_event = self._keyed_sync(self.cache.clusters, _ns_of)
         bk_sync, bk_event = self._keyed_sync(self.cache.buckets, _ns_of)
         out = [
-            # Namespaces and Ingresses are kept only as the few fields policy reads.
+            # Namespaces and routes are kept only as the few fields policy reads.
             w("/api/v1/namespaces", "namespaces", self._sync_namespaces, self._on_namespace,
               self.settings.namespace_selector, policy.NamespaceView.from_object),
-            w("/apis/networking.k8s.io/v1/ingresses", "ingresses", self._sync_ingresses, self._on_ingress,
-              transform=lambda o: (_ns_of(o), policy.IngressView.from_object(o))),
+            w("/apis/networking.k8s.io/v1/ingresses", "ingresses", *self._route_handlers("ingress"),
+              transform=lambda o: (_ns_of(o), policy.RouteView.from_ingress(o))),
             w(PE_PATH, "previewenvironments", pe_sync, pe_event, transform=cached_preview),
         ]
+        if "HTTPRoute" in self.available_kinds:  # Gateway API: only where its CRDs are served
+            out.append(w("/apis/gateway.networking.k8s.io/v1/httproutes", "httproutes", *self._route_handlers("httproute"),
+                         transform=lambda o: (_ns_of(o), policy.RouteView.from_httproute(o))))
         # CloudNativePG and ACK are optional: watch their objects only where their CRDs are served.
         if "Cluster" in self.available_kinds:
             out.append(w("/apis/postgresql.cnpg.io/v1/clusters", "cnpg-clusters", cl_sync, cl_event, MANAGED_SELECTOR))
@@ -302,6 +316,8 @@ class Controller:
         ns = self.cache.namespaces.get(name)
         current = self.cache.previews.get(name)
         if ns is None:
+            for key in [k for k in self._wired if k[0] == name]:
+                del self._wired[key]
             for other in self.claims.remove(name):
                 self.queue.add(other)
             if current is not None:
@@ -312,7 +328,7 @@ class Controller:
         standing = policy.standing(ns, current=current_status, pr=self.cache.pull_requests.get(name),
                                    application_gone=self.applications.gone(ns), settings=self.settings, now=now)
         live = not ns.deleting and standing.live
-        candidates = policy.candidate_hosts(ns, self.cache.ingresses.get(name, {}).values(), self.settings.ingress_hosts)
+        candidates = policy.candidate_hosts(ns, self.cache.routes.get(name, {}).values(), self.settings.ingress_hosts)
         valid, refused = policy.validate_hosts(candidates, self.domains, self.reserved)
         for other in self.claims.update(name, ns.created, valid if live else ()):
             self.queue.add(other)
@@ -343,6 +359,9 @@ class Controller:
                     "Warning", "MissingAPI", f"cannot create {obj['kind']}: its CRD is not installed in the cluster"))
                 continue
             await self._ensure(obj)
+        mode = policy.auth_wiring(ns, self.settings)
+        if mode != "off" and not ns.deleting:
+            await self._wire(ns, mode, won if live else [], current)
         for event in plan.events:
             await self._event(ns, event)
         if plan.delete_namespace:
@@ -408,6 +427,45 @@ class Controller:
         if cache is not None:
             cache[ns] = slim(created)
         log.info("object_created", extra={"namespace": ns, "kind": obj["kind"], "object": obj["metadata"]["name"]})
+
+    async def _wire(self, ns: policy.NamespaceView, mode: str, hosts: list[str], preview: dict[str, Any]) -> None:
+        """Create or update the preview's auth wiring; each object is owned by its PreviewEnvironment,
+        so it goes with the preview.  Unchanged objects are not sent again."""
+        if not self.settings.broker_internal_url:
+            await self._warn_once(ns, "AuthWiringUnavailable",
+                                  f"{contract.ANN_AUTH_WIRING}={mode} needs the controller's BROKER_INTERNAL_URL")
+            return
+        owner = {"apiVersion": f"{contract.GROUP}/{contract.VERSION}", "kind": contract.KIND, "name": ns.name,
+                 "uid": (preview.get("metadata") or {}).get("uid", ""), "controller": True}
+        for obj in resources.auth_wiring(ns.name, mode, hosts, self.settings):
+            if obj["kind"] not in self.available_kinds and obj["kind"] not in resources.CORE:
+                await self._warn_once(ns, "MissingAPI", f"cannot create {obj['kind']}: its CRD is not installed")
+                continue
+            obj["metadata"]["ownerReferences"] = [owner]
+            key = (ns.name, obj["kind"], obj["metadata"]["name"])
+            digest = json.dumps(obj, sort_keys=True)
+            if self._wired.get(key) == digest:
+                continue
+            path = resources.collection_path(obj)
+            try:
+                await self.kube.create(path, obj)
+                log.info("object_created", extra={"namespace": ns.name, "kind": obj["kind"],
+                                                  "object": obj["metadata"]["name"]})
+            except ApiError as exc:
+                if not exc.conflict:
+                    raise
+                # Ours already: bring it back to what it should be (hosts change; hands may edit it).
+                await self.kube.merge_patch(f"{path}/{obj['metadata']['name']}",
+                                            {"metadata": {"labels": obj["metadata"]["labels"],
+                                                          "ownerReferences": [owner]},
+                                             "spec": obj["spec"]})
+            self._wired[key] = digest
+
+    async def _warn_once(self, ns: policy.NamespaceView, reason: str, message: str) -> None:
+        key = (ns.name, reason, message)
+        if key not in self._warned:
+            self._warned.add(key)
+            await self._event(ns, policy.Event("Warning", reason, message))
 
     async def _event(self, ns: policy.NamespaceView, event: policy.Event) -> None:
         stamp = self.clock().strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -145,14 +145,71 @@ def database_objects(namespace: str, settings: ControllerSettings, *, target_tim
     return objects
 
 
+# The ForwardAuth request headers the broker reads besides the X-Forwarded-* ones Traefik writes itself
+# (docs/security.md): every other client header stays away from the broker.
+AUTH_REQUEST_HEADERS = ["Cookie", "Accept", "Origin", "Sec-Fetch-Site"]
+IDENTITY_HEADERS = ["X-Auth-Request-User", "X-Auth-Request-Email", "X-Auth-Request-Groups"]
+
+
+def auth_wiring(namespace: str, mode: str, hosts: list[str], settings: ControllerSettings) -> list[dict[str, Any]]:
+    """The objects that connect a preview's routes to the broker (mode traefik or nginx; none for off).
+
+    traefik: a ForwardAuth Middleware an Ingress names in traefik.ingress.kubernetes.io/router.middlewares
+    (<namespace>-preview-broker-auth@kubernetescrd) and an HTTPRoute in an ExtensionRef filter.
+    nginx: an ExternalName Service to the broker, and an Ingress sending /oauth2/ of the preview's hosts
+    there (ticket, sign-out, login start), for nginx.ingress.kubernetes.io/auth-url annotations.
+    """
+    from urllib.parse import urlsplit
+
+    base = settings.broker_internal_url
+    meta = {"namespace": namespace, "labels": _labels()}
+    if mode == "traefik":
+        return [{
+            "apiVersion": "traefik.io/v1alpha1",
+            "kind": "Middleware",
+            "metadata": {"name": contract.WIRING_MIDDLEWARE, **meta},
+            "spec": {"forwardAuth": {
+                "address": f"{base}/oauth2/auth?redirect=true",
+                "authRequestHeaders": AUTH_REQUEST_HEADERS,
+                "authResponseHeaders": IDENTITY_HEADERS,
+            }},
+        }]
+    if mode != "nginx":
+        return []
+    parts = urlsplit(base)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    objects: list[dict[str, Any]] = [{
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": contract.WIRING_SERVICE, **meta},
+        "spec": {"type": "ExternalName", "externalName": parts.hostname,
+                 "ports": [{"name": "http", "port": port, "targetPort": port}]},
+    }]
+    if hosts:  # an Ingress needs at least one rule; a preview without live hosts has nothing to route
+        backend = {"service": {"name": contract.WIRING_SERVICE, "port": {"number": port}}}
+        spec: dict[str, Any] = {"rules": [
+            {"host": h, "http": {"paths": [{"path": "/oauth2", "pathType": "Prefix", "backend": backend}]}}
+            for h in hosts]}
+        if settings.auth_wiring_ingress_class:
+            spec["ingressClassName"] = settings.auth_wiring_ingress_class
+        objects.append({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                        "metadata": {"name": contract.WIRING_INGRESS, **meta}, "spec": spec})
+    return objects
+
+
 PLURALS = {
     "Cluster": ("postgresql.cnpg.io/v1", "clusters"),
     "ObjectStore": ("barmancloud.cnpg.io/v1", "objectstores"),
     "Bucket": ("s3.services.k8s.aws/v1alpha1", "buckets"),
     "Application": ("argoproj.io/v1alpha1", "applications"),  # read only: a preview's Application gone = closed
+    "HTTPRoute": ("gateway.networking.k8s.io/v1", "httproutes"),  # read only: the hosts a preview routes
+    "Middleware": ("traefik.io/v1alpha1", "middlewares"),  # AUTH_WIRING=traefik
 }
+# Always served: Kubernetes' own kinds among those the controller writes.
+CORE = {"Service": ("v1", "services"), "Ingress": ("networking.k8s.io/v1", "ingresses")}
 
 
 def collection_path(obj: dict[str, Any]) -> str:
-    api_version, plural = PLURALS[obj["kind"]]
-    return f"/apis/{api_version}/namespaces/{obj['metadata']['namespace']}/{plural}"
+    api_version, plural = {**PLURALS, **CORE}[obj["kind"]]
+    group = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    return f"{group}/namespaces/{obj['metadata']['namespace']}/{plural}"

@@ -174,6 +174,21 @@ class ControllerSettings(BaseModel):
         default_factory=list,
         description="Comma list of further hosts that no preview may claim, nor any host under them.",
     )
+    auth_wiring: Literal["off", "traefik", "nginx"] = Field(
+        default="off",
+        description="Generate each preview's auth wiring in its namespace (a namespace may override it with the "
+        "annotation preview-broker.io/auth-wiring): traefik = a ForwardAuth Middleware named preview-broker-auth, "
+        "for Ingress annotations and HTTPRoute ExtensionRef filters; nginx = an ExternalName Service and an "
+        "Ingress routing /oauth2/ of the preview's hosts to the broker. Owned by the PreviewEnvironment.",
+    )
+    broker_internal_url: str = Field(
+        default="",
+        description="The broker's in-cluster URL for the generated wiring, e.g. "
+        "http://preview-broker-broker.preview-broker.svc.cluster.local:80 (needed when any wiring is generated).",
+    )
+    auth_wiring_ingress_class: str = Field(
+        default="", description="IngressClass of the generated nginx-style /oauth2/ Ingresses (empty: the default)."
+    )
     leader_election: bool = Field(default=True, description="Run only while holding the Lease.")
     lease_name: str = Field(default="preview-broker-controller", description="Name of the leader-election Lease.")
     lease_duration: Duration = Field(
@@ -214,6 +229,17 @@ class ControllerSettings(BaseModel):
             url_host(v)
         return v
 
+    @field_validator("broker_internal_url")
+    @classmethod
+    def _internal_url(cls, v: str) -> str:
+        if v:
+            from urllib.parse import urlsplit
+
+            parts = urlsplit(v)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.path.strip("/") or parts.query:
+                raise ValueError("must be the broker Service's base URL, like http://NAME.NAMESPACE.svc.cluster.local:80")
+        return v.rstrip("/")
+
     @field_validator("database_recovery_target_time")
     @classmethod
     def _target_time(cls, v: str) -> str:
@@ -236,6 +262,8 @@ class ControllerSettings(BaseModel):
 
             if not Path(self.github_app_private_key_file).is_file():
                 raise ConfigError(env_name("github_app_private_key_file"), "file not found")
+        if self.auth_wiring != "off" and not self.broker_internal_url:
+            raise ConfigError(env_name("broker_internal_url"), f"is required when AUTH_WIRING={self.auth_wiring}")
         if self.database_destination_path and not self.database_destination_path.startswith("s3://"):
             raise ConfigError(env_name("database_destination_path"), "must look like s3://bucket/path")
         # client-go's rules: followers wait lease_duration, the leader stops after renew_deadline

@@ -24,6 +24,12 @@ ANN_GITHUB_REPO = PREFIX + "github-repo"  # owner/name of the pull request's rep
 ANN_GITHUB_SHA = PREFIX + "github-sha"  # the pull request's head commit (its change is activity)
 ANN_ARGOCD_APP = PREFIX + "argocd-application"  # [namespace/]name of the Argo CD Application that made it
 ANN_DATABASE_TARGET_TIME = PREFIX + "database-target-time"  # RFC 3339 point-in-time target of the clone
+ANN_AUTH_WIRING = PREFIX + "auth-wiring"  # traefik | nginx | off: override AUTH_WIRING for this preview
+
+# The auth wiring the controller generates in a preview namespace (AUTH_WIRING), by these names:
+WIRING_MIDDLEWARE = "preview-broker-auth"  # a Traefik ForwardAuth Middleware (Ingress annotation, ExtensionRef)
+WIRING_SERVICE = "preview-broker"  # an ExternalName Service pointing at the broker (nginx-style /oauth2/)
+WIRING_INGRESS = "preview-broker-oauth2"  # routes /oauth2/ of the preview's hosts to that Service
 
 MANAGER = "preview-broker-controller"
 

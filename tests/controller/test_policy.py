@@ -10,7 +10,7 @@ import pytest
 from controller import resources
 from controller.policy import (
     ClaimIndex,
-    IngressView,
+    RouteView,
     NamespaceView,
     bucket_ready,
     candidate_hosts,
@@ -37,10 +37,38 @@ def ns(name="pr-1", created=T0, deleting=False, labels=None, annotations=None) -
 
 def test_candidates_from_annotation_and_ingresses() -> None:
     n = ns(annotations={contract.ANN_HOST: "pr-1.preview.example.com"})
-    ings = [IngressView("web", ("api.pr-1.preview.example.com",), False), IngressView("x", ("x.preview.example.com",), True)]
+    ings = [RouteView("ingress", "web", ("api.pr-1.preview.example.com",), False),
+            RouteView("ingress", "x", ("x.preview.example.com",), True)]
     assert [h for h, _ in candidate_hosts(n, ings, "all")] == [
         "pr-1.preview.example.com", "api.pr-1.preview.example.com", "x.preview.example.com"]
     assert [h for h, _ in candidate_hosts(n, ings, "annotated")] == ["pr-1.preview.example.com", "x.preview.example.com"]
+
+
+def test_httproute_hostnames_are_candidates_under_the_same_rules() -> None:
+    route = RouteView.from_httproute({
+        "metadata": {"name": "app", "annotations": {contract.ANN_EXPOSE: "true"}},
+        "spec": {"hostnames": ["gw.pr-1.preview.example.com", "*.pr-1.preview.example.com", 7]},
+    })
+    ingress = RouteView.from_ingress({"metadata": {"name": "app"},
+                                      "spec": {"rules": [{"host": "in.pr-1.preview.example.com"}, {"http": {}}]}})
+    assert route == RouteView("httproute", "app", ("gw.pr-1.preview.example.com", "*.pr-1.preview.example.com"), True)
+    found = candidate_hosts(ns(), [route, ingress], "all")
+    assert found == [("gw.pr-1.preview.example.com", "httproute/app"), ("*.pr-1.preview.example.com", "httproute/app"),
+                     ("in.pr-1.preview.example.com", "ingress/app")]
+    valid, refused = validate_hosts(found, ("preview.example.com",))
+    assert valid == ["gw.pr-1.preview.example.com", "in.pr-1.preview.example.com"]
+    assert [r["host"] for r in refused] == ["*.pr-1.preview.example.com"]  # a wildcard claims nobody's host
+
+
+@pytest.mark.parametrize(("annotation", "setting", "mode"), [
+    (None, "off", "off"), (None, "traefik", "traefik"), ("nginx", "traefik", "nginx"), ("off", "nginx", "off"),
+    ("Traefik", "off", "traefik"), ("bogus", "nginx", "nginx")])
+def test_the_namespace_annotation_chooses_the_auth_wiring(annotation, setting, mode) -> None:
+    from controller.policy import auth_wiring
+
+    annotations = {contract.ANN_AUTH_WIRING: annotation} if annotation else {}
+    extra = {"broker_internal_url": "http://b.preview-broker.svc.cluster.local:80"} if setting != "off" else {}
+    assert auth_wiring(ns(annotations=annotations), settings(auth_wiring=setting, **extra)) == mode
 
 
 @pytest.mark.parametrize(

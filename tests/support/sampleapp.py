@@ -127,6 +127,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mode", choices=["gate", "relay", "evil"], required=True)
     p.add_argument("--port", type=int, required=True)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--name", default="preview")
     p.add_argument("--broker", default="")
     p.add_argument("--issuer", default="")
@@ -138,7 +139,7 @@ def main() -> None:
         app = relay_app(a.name, a.broker, a.issuer, a.client_id, a.client_secret)
     else:
         app = gate_app(a.name, a.record if a.mode == "evil" else "")
-    uvicorn.run(app, host="127.0.0.1", port=a.port, log_level="warning")
+    uvicorn.run(app, host=a.host, port=a.port, log_level="warning")
 
 
 if __name__ == "__main__":

@@ -17,19 +17,29 @@ entry point (the cluster Service, in production) that forward auth and the nginx
 `/oauth2/` routes call.  That internal entry point trusts X-Forwarded-* from loopback only, as
 a Service behind the ingress would; the public entry points overwrite them.
 
+Gateway API too (https mode): Traefik's Gateway provider serves a Gateway `previews` on the
+websecure entry point, and pr-5's HTTPRoute names, in an ExtensionRef filter, the ForwardAuth
+Middleware that the controller generates in pr-5's namespace (annotation
+preview-broker.io/auth-wiring: traefik).  A Gateway backend cannot be an ExternalName Service
+(Traefik refuses it) nor a loopback address (the apiserver refuses it in an EndpointSlice), so
+pr-5's app listens on this machine's own address.
+
 Preview namespaces, labelled as Argo CD would:
   pr-1    gate mode through Traefik ForwardAuth
   pr-2    relay mode (the app is an OAuth client)
   pr-3    gate mode through NGINX annotations
+  pr-5    gate mode through the Gateway API: an HTTPRoute, its ExtensionRef the generated Middleware
   pr-666  an attacker's preview: a gate app that records every request reaching it
 Every *.preview.test name resolves to 127.0.0.1 (browser host-resolver rules).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
+import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,11 +83,29 @@ def traefik_binary() -> str:
     return str(path)
 
 
+GATEWAY_NAMESPACE = "gateways"
+GATEWAY = "previews"
+
+
+def host_address() -> str:
+    """This machine's own address on its default route: a backend address the apiserver accepts."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))  # no packet is sent: this only picks the route's source address
+            address = s.getsockname()[0]
+        except OSError:
+            address = ""
+    if not address or address.startswith("127."):
+        raise RuntimeError("the Gateway API scenario needs a non-loopback IPv4 address on this machine "
+                           "(a default route): Gateway backends may not be loopback addresses")
+    return address
+
+
 @dataclass
 class Preview:
     namespace: str
     host: str
-    mode: str  # gate-traefik | relay | gate-nginx | evil
+    mode: str  # gate-traefik | relay | gate-nginx | gate-gateway | evil
     app_port: int
 
     @property
@@ -155,11 +183,20 @@ class Stack:
         """A preview namespace as Argo CD's managedNamespaceMetadata would create it, with its Ingresses."""
         ns = p.namespace
         with self.api() as c:
+            if p.mode == "gate-gateway":  # its host comes from its HTTPRoute; the controller wires it for Traefik
+                annotations = {"preview-broker.io/auth-wiring": "traefik"}
+            else:
+                annotations = {"preview-broker.io/host": p.host}
             c.post("/api/v1/namespaces", json={"metadata": {
                 "name": ns,
                 "labels": {"preview-broker.io/preview": "true", "preview-broker.io/pr": ns.removeprefix("pr-")},
-                "annotations": {"preview-broker.io/host": p.host},
+                "annotations": annotations,
             }}).raise_for_status()
+            if p.mode == "gate-gateway":
+                for path, body in _gateway_preview(self, p):
+                    _post(c, path, body)
+                self.previews[ns] = p
+                return
             _post(c, f"/api/v1/namespaces/{ns}/services", _external_service("app", p.app_port))
             _post(c, f"/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses", _app_ingress(self, p))
             if p.mode == "gate-nginx":
@@ -219,6 +256,58 @@ def _app_ingress(stack: Stack, p: Preview) -> dict[str, Any]:
                 "service": {"name": "app", "port": {"number": p.app_port}}}}]}}],
         },
     }
+
+
+def _gateway(stack: Stack) -> list[tuple[str, dict[str, Any]]]:
+    """The GatewayClass, and a Gateway whose HTTPS listener is the websecure entry point."""
+    assert stack.certs is not None
+    tls = {"tls.crt": stack.certs.cert_file.read_bytes(), "tls.key": stack.certs.key_file.read_bytes()}
+    return [
+        ("/api/v1/namespaces", {"metadata": {"name": GATEWAY_NAMESPACE}}),
+        (f"/api/v1/namespaces/{GATEWAY_NAMESPACE}/secrets", {
+            "metadata": {"name": "previews-tls"}, "type": "kubernetes.io/tls",
+            "data": {k: base64.b64encode(v).decode() for k, v in tls.items()}}),
+        ("/apis/gateway.networking.k8s.io/v1/gatewayclasses", {
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+            "metadata": {"name": "traefik"}, "spec": {"controllerName": "traefik.io/gateway-controller"}}),
+        (f"/apis/gateway.networking.k8s.io/v1/namespaces/{GATEWAY_NAMESPACE}/gateways", {
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+            "metadata": {"name": GATEWAY},
+            "spec": {"gatewayClassName": "traefik", "listeners": [{
+                "name": "websecure", "protocol": "HTTPS", "port": stack.port, "hostname": f"*.{DOMAIN}",
+                "tls": {"mode": "Terminate", "certificateRefs": [{"kind": "Secret", "name": "previews-tls"}]},
+                "allowedRoutes": {"namespaces": {"from": "All"}},
+            }]},
+        }),
+    ]
+
+
+def _gateway_preview(stack: Stack, p: Preview) -> list[tuple[str, dict[str, Any]]]:
+    """A preview behind the Gateway: a Service and EndpointSlice for its app, and its HTTPRoute, whose
+    ExtensionRef filter names the Middleware the controller generates (AUTH_WIRING)."""
+    ns = p.namespace
+    return [
+        (f"/api/v1/namespaces/{ns}/services", {
+            "metadata": {"name": "app"},
+            "spec": {"ports": [{"name": "http", "port": p.app_port, "targetPort": p.app_port}]}}),
+        (f"/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices", {
+            "metadata": {"name": "app-1", "labels": {"kubernetes.io/service-name": "app"}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [host_address()], "conditions": {"ready": True}}],
+            "ports": [{"name": "http", "port": p.app_port, "protocol": "TCP"}]}),
+        (f"/apis/gateway.networking.k8s.io/v1/namespaces/{ns}/httproutes", {
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "app"},
+            "spec": {
+                "parentRefs": [{"name": GATEWAY, "namespace": GATEWAY_NAMESPACE, "sectionName": "websecure"}],
+                "hostnames": [p.host],
+                "rules": [{
+                    "filters": [{"type": "ExtensionRef", "extensionRef": {
+                        "group": "traefik.io", "kind": "Middleware", "name": "preview-broker-auth"}}],
+                    "backendRefs": [{"name": "app", "port": p.app_port}],
+                }],
+            }}),
+    ]
 
 
 def _public_entrypoints(stack: Stack) -> str:
@@ -317,7 +406,10 @@ def start_stack(workdir: Path, progress=lambda msg: None, port: int = 0, tls: bo
         procs["controller"] = Proc("controller", [py, "-m", "preview_broker", "controller", "--metrics-port", "0"],
                                    workdir / "controller.log", env=_clean_env(
             KUBECONFIG=str(cp.kubeconfig), PREVIEW_BROKER_PREVIEW_DOMAINS=DOMAIN,
-            PREVIEW_BROKER_KUBE_NAMESPACE="preview-broker", PREVIEW_BROKER_IDENTITY="e2e-controller")).start()
+            PREVIEW_BROKER_KUBE_NAMESPACE="preview-broker", PREVIEW_BROKER_IDENTITY="e2e-controller",
+            PREVIEW_BROKER_PUBLIC_URL=stack.broker_url,
+            # What the generated wiring calls: the brokers' Service (here Traefik's internal entry point).
+            PREVIEW_BROKER_BROKER_INTERNAL_URL=f"http://127.0.0.1:{stack.lb_port}")).start()
         for i, broker_port in enumerate(stack.broker_ports):
             name = "broker" if i == 0 else f"broker-{i + 1}"
             procs[name] = Proc(name, [py, "-m", "preview_broker", "broker", "--host", "127.0.0.1", "--port",
@@ -327,7 +419,8 @@ def start_stack(workdir: Path, progress=lambda msg: None, port: int = 0, tls: bo
         dynamic.write_text(yaml.safe_dump(_traefik_dynamic(stack)))
         token_args: list[str] = []
         kube = {"endpoint": cp.api_url, "token": cp.admin_token, "certauthfilepath": str(cp.ca_file)}
-        for provider in ("kubernetesingress", "kubernetesingressnginx"):
+        providers = ("kubernetesingress", "kubernetesingressnginx") + (("kubernetesgateway", "kubernetescrd") if tls else ())
+        for provider in providers:
             token_args += [f"--providers.{provider}.{k}={v}" for k, v in kube.items()]
         entrypoints = [f"--entrypoints.web.address=127.0.0.1:{http_port}",
                        f"--entrypoints.internal.address=127.0.0.1:{stack.lb_port}",
@@ -338,7 +431,10 @@ def start_stack(workdir: Path, progress=lambda msg: None, port: int = 0, tls: bo
         if tls:
             entrypoints += [f"--entrypoints.websecure.address=127.0.0.1:{port}",
                             "--entrypoints.websecure.http.tls=true",
-                            "--providers.kubernetesingressnginx.httpsentrypoint=websecure"]
+                            "--providers.kubernetesingressnginx.httpsentrypoint=websecure",
+                            # The Gateway API: Gateways of class traefik, and the Middlewares their routes name.
+                            "--providers.kubernetesgateway=true",
+                            "--providers.kubernetescrd=true"]
         procs["traefik"] = Proc("traefik", [
             traefik_binary(),
             *entrypoints,
@@ -369,11 +465,17 @@ def start_stack(workdir: Path, progress=lambda msg: None, port: int = 0, tls: bo
             Preview("pr-3", f"pr-3.{DOMAIN}", "gate-nginx", free_port()),
             Preview(ATTACKER, f"{ATTACKER}.{DOMAIN}", "evil", free_port()),
         ]
+        if tls:
+            with cp.client() as c:
+                for path, body in _gateway(stack):
+                    _post(c, path, body)
+            apps.append(Preview("pr-5", f"pr-5.{DOMAIN}", "gate-gateway", free_port()))
         for p in apps:
             start_app(stack, p)
             stack.add_preview(p)
         for p in apps:
-            wait_until(lambda p=p: httpx.get(f"http://127.0.0.1:{p.app_port}/").status_code < 500,
+            address = host_address() if p.mode == "gate-gateway" else "127.0.0.1"
+            wait_until(lambda p=p, a=address: httpx.get(f"http://{a}:{p.app_port}/").status_code < 500,
                        f"{p.namespace} app", 20, procs[f"app-{p.namespace}"])
             stack.wait_routable(p.namespace)
         return stack
@@ -395,6 +497,8 @@ def start_app(stack: Stack, p: Preview) -> None:
         argv += ["--mode", "evil", "--record", str(stack.workdir / p.recording)]
     else:
         argv += ["--mode", "gate"]
+    if p.mode == "gate-gateway":
+        argv += ["--host", host_address()]  # a Gateway backend may not be a loopback address
     env = _clean_env(**(stack.certs.env() if stack.certs else {}))  # the relay app talks to Dex too
     stack.procs[f"app-{p.namespace}"] = Proc(f"app-{p.namespace}", argv, stack.workdir / f"app-{p.namespace}.log",
                                              env=env).start()
