@@ -295,19 +295,25 @@ def _gateway_preview(stack: Stack, p: Preview) -> list[tuple[str, dict[str, Any]
             "addressType": "IPv4",
             "endpoints": [{"addresses": [host_address()], "conditions": {"ready": True}}],
             "ports": [{"name": "http", "port": p.app_port, "protocol": "TCP"}]}),
-        (f"/apis/gateway.networking.k8s.io/v1/namespaces/{ns}/httproutes", {
-            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-            "metadata": {"name": "app"},
-            "spec": {
-                "parentRefs": [{"name": GATEWAY, "namespace": GATEWAY_NAMESPACE, "sectionName": "websecure"}],
-                "hostnames": [p.host],
-                "rules": [{
-                    "filters": [{"type": "ExtensionRef", "extensionRef": {
-                        "group": "traefik.io", "kind": "Middleware", "name": "preview-broker-auth"}}],
-                    "backendRefs": [{"name": "app", "port": p.app_port}],
-                }],
-            }}),
+        (f"/apis/gateway.networking.k8s.io/v1/namespaces/{ns}/httproutes", gateway_route(p)),
     ]
+
+
+def gateway_route(p: Preview) -> dict[str, Any]:
+    """pr-5's HTTPRoute (docs/gateways.md shows the same, tests/test_gateway_docs.py checks)."""
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "app"},
+        "spec": {
+            "parentRefs": [{"name": GATEWAY, "namespace": GATEWAY_NAMESPACE, "sectionName": "websecure"}],
+            "hostnames": [p.host],
+            "rules": [{
+                "filters": [{"type": "ExtensionRef", "extensionRef": {
+                    "group": "traefik.io", "kind": "Middleware", "name": "preview-broker-auth"}}],
+                "backendRefs": [{"name": "app", "port": p.app_port}],
+            }],
+        },
+    }
 
 
 def _public_entrypoints(stack: Stack) -> str:
