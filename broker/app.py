@@ -24,6 +24,7 @@ from broker.errors import BadRequest, BrokerError
 from broker.forward_auth import ForwardAuth
 from broker.forwarded import pick_headers
 from broker.login import Login
+from broker.metrics import Metrics
 from broker.operations import Operations
 from broker.preview import PreviewEndpoints
 from broker.providers import make_provider
@@ -33,6 +34,7 @@ from broker.sessions import TICKET_PATH
 from broker.settings import BrokerSettings
 from broker.signout import SignOut
 from foundation.clock import Clock, system_clock
+from foundation.logs import bind_request
 
 log = logging.getLogger("preview_broker.broker")
 
@@ -48,15 +50,18 @@ def failure(broker: Broker, name: str, exc: Exception) -> Response:
 
 def endpoint(broker: Broker, name: str, handler: Handler) -> Handler:
     latency = broker.metrics.latency.labels(name)
+    codes = broker.metrics.status_counts(name)
 
     async def wrapped(request: Request) -> Response:
         started = time.perf_counter()
         try:
-            return await handler(request)
+            response = await handler(request)
         except Exception as exc:
-            return failure(broker, name, exc)
+            response = failure(broker, name, exc)
         finally:
             latency.observe(time.perf_counter() - started)
+        codes[response.status_code].value += 1
+        return response
 
     return wrapped
 
@@ -121,9 +126,12 @@ class BrokerApp:
         self._prefix_slash = self._prefix + "/"
         self._latency = broker.metrics.latency.labels("auth")
         self._gateway_latency = broker.metrics.latency.labels("ext_auth")
+        self._codes = broker.metrics.status_counts("auth")
+        self._gateway_codes = broker.metrics.status_counts("ext_auth")
 
     async def __call__(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
         if scope["type"] == "http":
+            bind_request(scope)  # log lines of this request carry its id (worked out only if one is logged)
             path = scope["path"]
             if path == "/oauth2/auth":
                 started = time.perf_counter()
@@ -133,6 +141,7 @@ class BrokerApp:
                 except Exception as exc:
                     response = failure(self.broker, "auth", exc)
                 self._latency.observe(time.perf_counter() - started)
+                self._codes[response.status_code].value += 1
                 await response(scope, receive, send)
                 return
             if path.startswith(self._prefix_slash) or path == self._prefix:
@@ -147,6 +156,7 @@ class BrokerApp:
                 except Exception as exc:
                     response = failure(self.broker, "ext_auth", exc)
                 self._gateway_latency.observe(time.perf_counter() - started)
+                self._gateway_codes[response.status_code].value += 1
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -170,8 +180,9 @@ def create_app(
     clock: Clock = system_clock,
 ) -> BrokerApp:
     source = allowlist if allowlist is not None else build_allowlist(settings)
-    provider = make_provider(settings)
-    broker = Broker(settings, source, provider, clock=clock)
+    metrics = Metrics()
+    provider = make_provider(settings, lambda: metrics.upstream.transport("idp"))
+    broker = Broker(settings, source, provider, clock=clock, metrics=metrics)
     routes = Routes(broker)
 
     async def flush_bounded_log() -> None:

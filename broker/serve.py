@@ -50,7 +50,7 @@ async def _serve(main: uvicorn.Server, metrics: uvicorn.Server | None) -> None:
 
 
 def serve(settings: BrokerSettings, *, host: str, port: int, metrics_port: int = 0) -> int:
-    logs.setup(settings.log_level)
+    logs.setup(settings.log_level, settings.log_format)
     app = create_app(settings)
     config = _config(app, host, port)
     config.load()

@@ -14,7 +14,7 @@ from pydantic import (
     model_validator,
 )
 
-from foundation.config import split_list
+from foundation.config import SECRET, split_list
 from foundation.durations import Duration
 from foundation.hosts import InvalidHost, is_under, normalize_host, parse_domains
 
@@ -34,11 +34,13 @@ class BrokerSettings(BaseModel):
     )
     secret_keys: CommaList = Field(
         description="Comma list of signing keys (>= 32 characters each), newest last. "
-        "Add a new key at the end to rotate; tokens signed with older keys still verify."
+        "Add a new key at the end to rotate; tokens signed with older keys still verify. "
+        "In a file: one key a line, or a comma list.",
+        json_schema_extra=SECRET,
     )
     provider: Literal["github", "oidc"] = Field(description="Identity provider kind: github or oidc.")
     client_id: str = Field(min_length=1, description="OAuth client id registered at the identity provider.")
-    client_secret: str = Field(min_length=1, description="OAuth client secret.")
+    client_secret: str = Field(min_length=1, description="OAuth client secret.", json_schema_extra=SECRET)
     oidc_issuer: str = Field(
         default="", description="OIDC issuer URL (discovery at <issuer>/.well-known/openid-configuration)."
     )
@@ -107,6 +109,9 @@ class BrokerSettings(BaseModel):
     )
     idp_timeout: float = Field(default=10.0, gt=0, le=120, description="Seconds to wait for the IdP.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
+    log_format: Literal["json", "text"] = Field(
+        default="json", description="Log lines as JSON objects (for log pipelines) or as text (for people)."
+    )
 
     @field_validator("public_url")
     @classmethod

@@ -26,6 +26,7 @@ from typing import Any
 
 from controller import resources
 from controller.times import Event
+from foundation.upstream import UpstreamMetrics
 from kube.client import ApiError, KubeError
 from kube.queue import WorkQueue, drain_forever
 
@@ -85,9 +86,11 @@ class BucketJanitor:
         dry_run: bool = False,
         announce: Callable[[str, Event], Awaitable[None]] | None = None,
         fence: Callable[[], float] | None = None,
+        upstream: UpstreamMetrics | None = None,
     ) -> None:
         self.kube = kube
         self.cache = cache
+        self.upstream = upstream  # times the S3 calls
         self.endpoint_url = endpoint_url or None
         self.region = region or None
         self.workers = workers
@@ -108,6 +111,8 @@ class BucketJanitor:
 
         session = get_session()
         async with session.create_client("s3", endpoint_url=self.endpoint_url, region_name=self.region) as s3:
+            if self.upstream is not None:
+                self.upstream.instrument_botocore(s3)
             await asyncio.gather(*(
                 drain_forever(self.queue, lambda ns: self.tear_down(s3, ns), job="bucket_teardown",
                               expected=(S3Error, KubeError), log=log)

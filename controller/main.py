@@ -110,7 +110,8 @@ def build_extensions(settings: ControllerSettings, kube: Kube, controller: Contr
 
     extensions: list = [BucketJanitor(kube, controller.cache, endpoint_url=settings.s3_endpoint_url,
                                       region=settings.s3_region, dry_run=settings.dry_run,
-                                      announce=controller.announce, fence=fence)]
+                                      announce=controller.announce, fence=fence,
+                                      upstream=controller.metrics.upstream)]
     if settings.github_enabled:
         import httpx
 
@@ -123,7 +124,7 @@ def build_extensions(settings: ControllerSettings, kube: Kube, controller: Contr
                                  open(settings.github_app_private_key_file).read())
             if settings.github_app_id else StaticToken(settings.github_token)
         )
-        client = GitHubClient(settings.github_api_url, tokens, httpx.AsyncClient(timeout=30), fence=fence)
+        client = GitHubClient(settings.github_api_url, tokens, httpx.AsyncClient(timeout=30, transport=controller.metrics.upstream.transport("github")), fence=fence)
         extensions.append(DeploymentReporter(client, kube, controller.cache,
                                              url_scheme=settings.environment_url_scheme))
         if settings.pull_request_check_interval > 0:
@@ -134,7 +135,7 @@ def build_extensions(settings: ControllerSettings, kube: Kube, controller: Contr
 
 
 def run(settings: ControllerSettings, *, metrics_port: int) -> int:
-    logs.setup(settings.log_level)
+    logs.setup(settings.log_level, settings.log_format)
     metrics = ControllerMetrics()
     health = Health()
     if metrics_port:

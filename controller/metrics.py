@@ -9,6 +9,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from foundation import contract
+from foundation.build import register_process_metrics
+from foundation.upstream import UpstreamMetrics
 
 PHASES = (*contract.PHASES, "Unknown")
 
@@ -44,6 +46,8 @@ class ControllerMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        register_process_metrics(r, "controller")
+        self.upstream = UpstreamMetrics(r, ("github", "s3"))
         self.reconcile_seconds = Histogram(
             "preview_broker_reconcile_duration_seconds", "Time per reconcile", registry=r,
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),

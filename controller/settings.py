@@ -16,7 +16,7 @@ from pydantic import (
     model_validator,
 )
 
-from foundation.config import split_list
+from foundation.config import SECRET, split_list
 from foundation.durations import Duration
 from foundation.hosts import InvalidHost, normalize_host, parse_domains
 
@@ -129,7 +129,8 @@ class ControllerSettings(BaseModel):
     github_api_url: str = Field(
         default="https://api.github.com", description="GitHub API for deployment statuses (Enterprise: https://HOST/api/v3)."
     )
-    github_token: str = Field(default="", description="GitHub token for deployment statuses (or use a GitHub App).")
+    github_token: str = Field(default="", description="GitHub token for deployment statuses (or use a GitHub App).",
+                              json_schema_extra=SECRET)
     github_app_id: str = Field(default="", description="GitHub App id for deployment statuses (preferred over a token).")
     github_app_installation_id: str = Field(default="", description="GitHub App installation id.")
     github_app_private_key_file: str = Field(default="", description="Path of the GitHub App's private key (PEM).")
@@ -208,6 +209,9 @@ class ControllerSettings(BaseModel):
     identity: str = Field(default_factory=socket.gethostname, description="This replica's name in the Lease.")
     resync_period: Duration = Field(default=300, ge=10, description="Time between full re-reconciles.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
+    log_format: Literal["json", "text"] = Field(
+        default="json", description="Log lines as JSON objects (for log pipelines) or as text (for people)."
+    )
 
     @field_validator("preview_domains")
     @classmethod
@@ -260,8 +264,11 @@ class ControllerSettings(BaseModel):
         if self.github_app_private_key_file:
             from pathlib import Path
 
-            if not Path(self.github_app_private_key_file).is_file():
-                raise ConfigError(env_name("github_app_private_key_file"), "file not found")
+            try:
+                Path(self.github_app_private_key_file).read_bytes()
+            except OSError as exc:  # not there, a directory, not readable by the pod's user
+                raise ConfigError(env_name("github_app_private_key_file"),
+                                  f"cannot read {self.github_app_private_key_file}: {exc.strerror or exc}") from None
         if self.auth_wiring != "off" and not self.broker_internal_url:
             raise ConfigError(env_name("broker_internal_url"), f"is required when AUTH_WIRING={self.auth_wiring}")
         if self.database_destination_path and not self.database_destination_path.startswith("s3://"):

@@ -3,19 +3,30 @@
 Shared by the broker and the controller: each defines a pydantic model whose field
 names are the setting names in lower case; this module turns the environment into
 that model, or into one ConfigError line that names the setting and the problem.
+
+A field marked secret (``json_schema_extra=SECRET``) may instead be read from a file:
+``<NAME>_FILE`` holds its path, so a Kubernetes Secret can be mounted as files rather
+than put into the environment, where every child process and `/proc/<pid>/environ`
+reader sees it.  Secrets are never echoed in errors nor in the effective settings.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 
 PREFIX = "PREVIEW_BROKER_"
+FILE_SUFFIX = "_file"
 M = TypeVar("M", bound=BaseModel)
+# Marks a settings field as secret: readable from <NAME>_FILE, masked when shown.
+SECRET: dict[str, Any] = {"secret": True}
+MASK = "****"
 
 
 class ConfigError(Exception):
@@ -32,10 +43,30 @@ def env_name(field: str) -> str:
 
 
 def split_list(value: Any) -> Any:
-    """Comma lists from the environment ("a, b,c"); YAML lists pass through."""
+    """Comma lists from the environment ("a, b,c"), or one item a line (a mounted file);
+    YAML lists pass through."""
     if isinstance(value, str):
-        return [item.strip() for item in value.split(",") if item.strip()]
+        return [item.strip() for item in re.split(r"[,\n]", value) if item.strip()]
     return value
+
+
+def is_secret(field: FieldInfo) -> bool:
+    extra = field.json_schema_extra
+    return isinstance(extra, dict) and bool(extra.get("secret"))
+
+
+def _read_secret_file(setting: str, path: str) -> str:
+    """The content of a secret file without its final line break (editors and `kubectl create secret
+    --from-file` add one), or a one-line ConfigError naming the _FILE setting."""
+    if not path.strip():
+        raise ConfigError(setting, "is empty; set it to the path of a file holding the secret")
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(setting, f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(setting, f"{path} is not UTF-8 text") from None
+    return text.rstrip("\r\n")
 
 
 def _read_file(path: Path) -> dict[str, Any]:
@@ -64,7 +95,8 @@ def load(
     """
     values: dict[str, Any] = _read_file(config_file) if config_file else {}
     fields = set(model.model_fields)
-    allowed = fields | set(known)
+    secret_files = {name + FILE_SUFFIX: name for name, f in model.model_fields.items() if is_secret(f)}
+    allowed = fields | set(secret_files) | set(known)
     for name in values:
         if name not in allowed:
             raise ConfigError(env_name(name), "unknown setting (in the config file); check the spelling")
@@ -74,26 +106,44 @@ def load(
         name = key[len(PREFIX) :].lower()
         if name not in allowed:
             raise ConfigError(key, "unknown setting; check the spelling (see --help)")
-        if name in fields:
+        if name in fields or name in secret_files:
             values[name] = raw
+    from_files: dict[str, str] = {}
+    for file_setting, name in secret_files.items():
+        if file_setting not in values:
+            continue
+        if name in values:
+            raise ConfigError(env_name(file_setting), f"set either {env_name(name)} or {env_name(file_setting)}, "
+                              "not both")
+        path = str(values.pop(file_setting))
+        values[name] = _read_secret_file(env_name(file_setting), path)
+        from_files[name] = path
     values = {k: v for k, v in values.items() if k in fields}
     try:
         return model.model_validate(values)
     except ValidationError as exc:
-        raise _first_error(exc) from None
+        raise _first_error(exc, model, from_files) from None
 
 
-def _first_error(exc: ValidationError) -> ConfigError:
+def _first_error(exc: ValidationError, model: type[BaseModel], from_files: Mapping[str, str]) -> ConfigError:
     err = exc.errors(include_url=False)[0]
     loc = [str(p) for p in err.get("loc", ()) if not isinstance(p, int)]
     setting = env_name(loc[0]) if loc else "settings"
+    if loc and loc[0] in from_files:  # the file is what to fix: name its setting and path
+        setting = f"{env_name(loc[0] + FILE_SUFFIX)} ({from_files[loc[0]]})"
     msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
     if err.get("type") == "missing":
         msg = "is required but not set"
-    elif "input" in err and not isinstance(err["input"], dict) and loc and "secret" not in loc[0]:
+    elif "input" in err and not isinstance(err["input"], dict) and loc and not _hides_input(model, loc[0]):
         shown = repr(err["input"])
         msg = f"{msg} (got {shown[:80]})"
     return ConfigError(setting, msg)
+
+
+def _hides_input(model: type[BaseModel], name: str) -> bool:
+    """Never echo a secret's value in an error (it would land in the pod's log)."""
+    field = model.model_fields.get(name)
+    return "secret" in name or (field is not None and is_secret(field))
 
 
 def describe(model: type[BaseModel]) -> str:
@@ -111,8 +161,31 @@ def describe(model: type[BaseModel]) -> str:
         else:
             default = f" [default: {_show_default(field.default)}]"
         req = " (required)" if field.is_required() else ""
-        lines.append(f"  {env_name(name)}{req}{default}\n      {field.description or ''}")
+        also = f" Or {env_name(name + FILE_SUFFIX)}: the path of a file holding it." if is_secret(field) else ""
+        lines.append(f"  {env_name(name)}{req}{default}\n      {field.description or ''}{also}")
     return "\n".join(lines)
+
+
+def effective(settings: BaseModel) -> dict[str, str]:
+    """Every setting as the process will use it, spelled as in the environment, secrets masked
+    (`preview-broker check-config`)."""
+    shown = settings.model_dump(mode="json")
+    out = {}
+    for name, field in type(settings).model_fields.items():
+        value = shown[name]
+        if is_secret(field):
+            out[env_name(name)] = (MASK if value else "(empty)") if not isinstance(value, list) else (
+                ",".join(MASK for _ in value) or "(empty)")
+            continue
+        if isinstance(value, dict):
+            import json
+
+            out[env_name(name)] = json.dumps(value, separators=(",", ":"))
+        elif value is None:
+            out[env_name(name)] = "(empty)"
+        else:
+            out[env_name(name)] = _show_default(value).lower() if isinstance(value, bool) else _show_default(value)
+    return out
 
 
 def _is_duration(field: Any) -> bool:

@@ -1,4 +1,4 @@
-"""`preview-broker broker|controller`: the one console script of the project."""
+"""`preview-broker broker|controller|check-config`: the one console script of the project."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import os
 import sys
 from pathlib import Path
 
-from foundation.config import ConfigError, describe, load
+from foundation.build import version
+from foundation.config import ConfigError, describe, effective, load
 
 EPILOG_BROKER = """\
 Settings (environment variables; a --config YAML file may provide them too,
@@ -42,7 +43,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="preview-broker",
         description="One stable OAuth callback for every per-pull-request preview environment.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{broker,controller}")
+    parser.add_argument("--version", action="version", version=f"preview-broker {version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{broker,controller,check-config}")
     b = sub.add_parser(
         "broker",
         help="serve the login broker (ASGI, uvicorn)",
@@ -64,24 +66,41 @@ def _parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--config", type=Path, help="YAML file with settings (environment variables win)")
     c.add_argument("--metrics-port", type=int, default=9090, help="port for /metrics and /healthz (default 9090)")
+    k = sub.add_parser(
+        "check-config",
+        help="validate a component's settings and print the effective ones (secrets masked)",
+        description="Load the settings exactly as `preview-broker COMPONENT` would at start-up, without starting "
+        "it: a bad or missing setting is the same one line (exit 2); otherwise every setting is printed as "
+        "NAME=value, defaults included, secrets as ****.",
+    )
+    k.add_argument("component", choices=["broker", "controller"])
+    k.add_argument("--config", type=Path, help="YAML file with settings (environment variables win)")
     return parser
+
+
+def _load(component: str, config: Path | None):  # type: ignore[no-untyped-def]
+    broker_fields, controller_fields = _known_fields()
+    if component == "broker":
+        from broker.settings import BrokerSettings
+
+        return load(BrokerSettings, os.environ, config_file=config, known=controller_fields)
+    from controller.settings import ControllerSettings
+
+    return load(ControllerSettings, os.environ, config_file=config, known=broker_fields)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    broker_fields, controller_fields = _known_fields()
     try:
-        if args.command == "broker":
-            from broker.settings import BrokerSettings
-
-            settings = load(BrokerSettings, os.environ, config_file=args.config, known=controller_fields)
-        else:
-            from controller.settings import ControllerSettings
-
-            settings = load(ControllerSettings, os.environ, config_file=args.config, known=broker_fields)
+        settings = _load(args.component if args.command == "check-config" else args.command, args.config)
     except ConfigError as exc:
         print(f"preview-broker: {exc}", file=sys.stderr)
         return 2
+    if args.command == "check-config":
+        for name, value in effective(settings).items():
+            print(f"{name}={value}")
+        print(f"preview-broker: the {args.component}'s settings are valid", file=sys.stderr)
+        return 0
     if args.command == "broker":
         from broker.serve import serve
 

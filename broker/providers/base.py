@@ -8,6 +8,7 @@ API) go through a plain httpx client: authlib's would attach the last login's to
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -40,11 +41,16 @@ class Provider(Protocol):
     async def aclose(self) -> None: ...
 
 
-def http_client(settings: BrokerSettings) -> httpx.AsyncClient:
-    return httpx.AsyncClient(timeout=settings.idp_timeout, follow_redirects=False)
+# Makes one client's transport (the metrics' timed one); None: httpx's own.
+Transports = Callable[[], httpx.AsyncBaseTransport]
 
 
-def oauth_client(settings: BrokerSettings, auth_method: str) -> AsyncOAuth2Client:
+def http_client(settings: BrokerSettings, transports: Transports | None = None) -> httpx.AsyncClient:
+    return httpx.AsyncClient(timeout=settings.idp_timeout, follow_redirects=False,
+                             transport=transports() if transports else None)
+
+
+def oauth_client(settings: BrokerSettings, auth_method: str, transports: Transports | None = None) -> AsyncOAuth2Client:
     """authlib's OAuth 2 client, authenticating as CLIENT_ID with `auth_method` (codes only)."""
     # Imported here, not at module level: authlib announces at import that it prefers the httpx2
     # fork, and that notice should not be the first thing every process prints.
@@ -52,7 +58,7 @@ def oauth_client(settings: BrokerSettings, auth_method: str) -> AsyncOAuth2Clien
 
     return AsyncOAuth2Client(client_id=settings.client_id, client_secret=settings.client_secret,
                              token_endpoint_auth_method=auth_method, timeout=settings.idp_timeout,
-                             follow_redirects=False)
+                             follow_redirects=False, transport=transports() if transports else None)
 
 
 async def exchange_code(client: AsyncOAuth2Client, url: str, *, code: str, redirect_uri: str,

@@ -12,6 +12,7 @@ from typing import Any
 from broker.errors import IdPError
 from broker.identity import Identity
 from broker.providers.base import (
+    Transports,
     exchange_code,
     http_client,
     idp_call,
@@ -30,14 +31,14 @@ def _bad(what: str) -> IdPError:
 class GitHubProvider:
     uses_nonce = False  # OAuth 2.0 only: no ID token to carry a nonce; PKCE binds the code
 
-    def __init__(self, settings: BrokerSettings) -> None:
+    def __init__(self, settings: BrokerSettings, transports: Transports | None = None) -> None:
         base = settings.github_url.rstrip("/")
         self.name = base
         self.web = base
         self.api = "https://api.github.com" if base == "https://github.com" else base + "/api/v3"
         self._settings = settings
-        self._http = http_client(settings)
-        self._oauth = oauth_client(settings, "client_secret_post")  # GitHub takes the secret in the form
+        self._http = http_client(settings, transports)
+        self._oauth = oauth_client(settings, "client_secret_post", transports)  # GitHub takes the secret in the form
         self._needs_membership = bool(settings.github_orgs or settings.github_teams)
 
     async def authorization_endpoint(self) -> str:

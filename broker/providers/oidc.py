@@ -21,6 +21,7 @@ from joserfc.jwk import KeySet
 from broker.errors import IdPError, LoginRefused
 from broker.identity import Identity
 from broker.providers.base import (
+    Transports,
     exchange_code,
     http_client,
     idp_call,
@@ -37,12 +38,12 @@ ASYMMETRIC = {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES
 class OIDCProvider:
     uses_nonce = True
 
-    def __init__(self, settings: BrokerSettings) -> None:
+    def __init__(self, settings: BrokerSettings, transports: Transports | None = None) -> None:
         self.issuer = settings.oidc_issuer.rstrip("/")
         self.name = settings.oidc_issuer
         self._settings = settings
-        self._http = http_client(settings)
-        self._oauth = oauth_client(settings, "client_secret_basic")
+        self._http = http_client(settings, transports)
+        self._oauth = oauth_client(settings, "client_secret_basic", transports)
         self._discovery: dict[str, Any] | None = None
         self._discovered_at = 0.0
         self._keys: KeySet | None = None

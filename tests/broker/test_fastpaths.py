@@ -133,7 +133,8 @@ def test_each_proxy_kind_reads_none_of_the_other_kind_s_headers() -> None:
 
 
 def test_hot_metrics_expose_what_prometheus_client_s_own_would() -> None:
-    """Auth checks, logins started and durations are plain numbers; their exposition must not differ."""
+    """Auth checks, logins started, answers by status code and durations are plain numbers; their
+    exposition must not differ."""
     from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
     from broker.metrics import DURATION_BUCKETS, Metrics
@@ -146,6 +147,8 @@ def test_hot_metrics_expose_what_prometheus_client_s_own_would() -> None:
                           registry=reference)
     ref_latency = Histogram("preview_broker_request_duration_seconds", "Handling time by endpoint", ["endpoint"],
                             buckets=DURATION_BUCKETS, registry=reference)
+    ref_requests = Counter("preview_broker_requests", "Answers by endpoint and status code", ["endpoint", "code"],
+                           registry=reference)
     rng = random.Random(3)
     for _ in range(2_000):
         result, endpoint = rng.choice(["ok", "unauthenticated", "forbidden"]), rng.choice(["auth", "start"])
@@ -157,12 +160,16 @@ def test_hot_metrics_expose_what_prometheus_client_s_own_would() -> None:
         ref_started.labels(mode).inc()
         ours.latency.labels(endpoint).observe(seconds)
         ref_latency.labels(endpoint).observe(seconds)
+        status = rng.choice([202, 401, 403, 302, 400, 500])
+        ours.status_counts(endpoint)[status].value += 1
+        ref_requests.labels(endpoint, str(status)).inc()
 
     def samples(registry) -> list[str]:
         lines = generate_latest(registry).decode().splitlines()
         return sorted(line.rsplit(" ", 1)[0] + f" {float(line.rsplit(' ', 1)[1]):.9g}"
                       for line in lines if line.startswith("preview_broker_") and "_created" not in line
-                      and ("auth_checks" in line or "logins_started" in line or "duration" in line))
+                      and ("auth_checks" in line or "logins_started" in line or "requests_total" in line
+                           or "preview_broker_request_duration" in line))
 
     assert samples(ours.registry) == samples(reference)
 
