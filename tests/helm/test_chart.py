@@ -137,7 +137,7 @@ def test_metrics_have_their_own_port_which_the_ingress_never_routes() -> None:
     docs = render(CHART / "ci" / "oidc-values.yaml", "serviceMonitor.enabled=true")
     broker = next(d for d in by_kind(docs, "Deployment") if d["metadata"]["name"].endswith("-broker"))
     container = broker["spec"]["template"]["spec"]["containers"][0]
-    assert container["args"][-2:] == ["--metrics-port", "9090"]
+    assert container["args"][-1] == "--metrics-port=9090"
     assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"http": 8080, "metrics": 9090}
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["PREVIEW_BROKER_FORWARD_AUTH_PROXY"] == "nginx" and env["PREVIEW_BROKER_RELAY_CLIENT_IDS"] == "pr-app"

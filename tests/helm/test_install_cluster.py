@@ -36,11 +36,24 @@ def _token(cp: ControlPlane, sa: str) -> str:
         return r.json()["status"]["token"]
 
 
-def _container_env(cp: ControlPlane, deployment: str, overrides: dict[str, str]) -> dict[str, str]:
-    """The env the chart declares for a Deployment, resolved as the kubelet would."""
+def _container_env(cp: ControlPlane, deployment: str, overrides: dict[str, str], files: Path) -> dict[str, str]:
+    """The env the chart declares for a Deployment, resolved as the kubelet would: the Secret volumes it
+    mounts are written under `files`, and settings naming a path in them point there."""
     with cp.client() as c:
         dep = c.get(f"/apis/apps/v1/namespaces/{NS}/deployments/{deployment}").json()
         env: dict[str, str] = {}
+        pod = dep["spec"]["template"]["spec"]
+        mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0].get("volumeMounts", [])}
+        moved: dict[str, Path] = {}
+        for volume in pod.get("volumes", []):
+            if "secret" not in volume or volume["name"] not in mounts:
+                continue
+            secret = c.get(f"/api/v1/namespaces/{NS}/secrets/{volume['secret']['secretName']}").json()
+            target = files / deployment / volume["name"]
+            target.mkdir(parents=True)
+            for item in volume["secret"].get("items") or [{"key": k, "path": k} for k in secret["data"]]:
+                (target / item["path"]).write_bytes(base64.b64decode(secret["data"][item["key"]]))
+            moved[mounts[volume["name"]]] = target
         for item in dep["spec"]["template"]["spec"]["containers"][0]["env"]:
             if "value" in item:
                 env[item["name"]] = item["value"]
@@ -50,6 +63,10 @@ def _container_env(cp: ControlPlane, deployment: str, overrides: dict[str, str])
                 env[item["name"]] = base64.b64decode(secret["data"][ref["key"]]).decode()
             elif "fieldRef" in item.get("valueFrom", {}):
                 env[item["name"]] = f"{deployment}-local"
+        for name, value in env.items():
+            for mount, target in moved.items():
+                if value.startswith(mount + "/"):
+                    env[name] = str(target / value[len(mount) + 1:])
     base = {k: v for k, v in os.environ.items() if not k.startswith("PREVIEW_BROKER_")}
     return {**base, **env, **overrides}
 
@@ -75,7 +92,7 @@ def test_components_work_with_exactly_the_chart_rbac(installed: ControlPlane, tm
     controller_cfg = cp.write_kubeconfig(tmp_path / "controller.kubeconfig",
                                          _token(cp, "pb-preview-broker-controller"), "controller")
     broker_cfg = cp.write_kubeconfig(tmp_path / "broker.kubeconfig", _token(cp, "pb-preview-broker-broker"), "broker")
-    controller_env = _container_env(cp, "pb-preview-broker-controller", {"KUBECONFIG": str(controller_cfg)})
+    controller_env = _container_env(cp, "pb-preview-broker-controller", {"KUBECONFIG": str(controller_cfg)}, tmp_path)
     controller = Proc("controller", [sys.executable, "-m", "preview_broker", "controller", "--metrics-port", "0"],
                       tmp_path / "controller.log", env=controller_env).start()
     port = free_port()
@@ -84,7 +101,7 @@ def test_components_work_with_exactly_the_chart_rbac(installed: ControlPlane, tm
         # The ci values name an OIDC issuer that does not exist here; GitHub needs no discovery.
         "PREVIEW_BROKER_PROVIDER": "github",
         "PREVIEW_BROKER_OIDC_ISSUER": "",
-    })
+    }, tmp_path)
     broker = Proc("broker", [sys.executable, "-m", "preview_broker", "broker", "--host", "127.0.0.1", "--port", str(port),
                              "--metrics-port", "0"],
                   tmp_path / "broker.log", env=broker_env).start()

@@ -1,14 +1,20 @@
-{{/* Chart name, truncated for label values. */}}
+{{/* Chart name (or nameOverride), truncated for label values. */}}
 {{- define "preview-broker.name" -}}
-{{- .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
-{{/* Fully qualified app name: the release name, prefixed with the chart name unless it already contains it. */}}
+{{/* Fully qualified app name: fullnameOverride, else the release name prefixed with the chart name
+unless it already contains it. Truncated to leave room for the "-controller" suffix (63 - 11). */}}
 {{- define "preview-broker.fullname" -}}
-{{- if contains .Chart.Name .Release.Name -}}
-{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 52 | trimSuffix "-" -}}
 {{- else -}}
-{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 52 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 52 | trimSuffix "-" -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 
@@ -26,6 +32,30 @@ app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 app.kubernetes.io/part-of: preview-broker
 helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace "+" "_" }}
+{{- with .root.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* A pod template's labels: the full labels and the component's podLabels (never in selectors). */}}
+{{- define "preview-broker.podLabels" -}}
+{{ include "preview-broker.labels" . }}
+{{- with .podLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* topologySpreadConstraints with the component's selector filled in where a constraint names none. */}}
+{{- define "preview-broker.topologySpread" -}}
+{{- $out := list -}}
+{{- range .constraints -}}
+{{- $c := deepCopy . -}}
+{{- if not (hasKey $c "labelSelector") -}}
+{{- $_ := set $c "labelSelector" (dict "matchLabels" (include "preview-broker.selectorLabels" $ | fromYaml)) -}}
+{{- end -}}
+{{- $out = append $out $c -}}
+{{- end -}}
+{{- toYaml $out -}}
 {{- end -}}
 
 {{- define "preview-broker.brokerName" -}}{{ include "preview-broker.fullname" . }}-broker{{- end -}}
@@ -35,8 +65,16 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace 
 {{- default (printf "%s-secrets" (include "preview-broker.fullname" .)) .Values.secrets.existingSecret -}}
 {{- end -}}
 
+{{/* The ServiceAccount a component runs as: its own (created or named), else the namespace's default. */}}
+{{- define "preview-broker.serviceAccountName" -}}
+{{- $sa := index .root.Values .component "serviceAccount" -}}
+{{- $own := ternary (include "preview-broker.brokerName" .root) (include "preview-broker.controllerName" .root) (eq .component "broker") -}}
+{{- if $sa.create -}}{{ default $own $sa.name }}{{- else -}}{{ default "default" $sa.name }}{{- end -}}
+{{- end -}}
+
 {{- define "preview-broker.image" -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- $repository := required "image.repository is empty: a chart from a git checkout names no registry; set image.repository (the released chart's default is the path it was released with)" .Values.image.repository -}}
+{{- printf "%s:%s" $repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
 
 {{/* Refuse combinations that cannot work, with a message that says what to change. */}}
