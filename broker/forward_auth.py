@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from functools import lru_cache
 
 from starlette.responses import Response
 
@@ -37,9 +36,8 @@ from broker.signout import SignOut
 
 # The 401 is the same for every request: its headers are built once (a forged cookie must cost
 # about what a valid one does, and this answer is most of what refusing one costs).
-_SIGN_IN = b"sign in required"
-_UNAUTHORIZED_HEADERS = [(b"content-type", b"text/plain; charset=utf-8"), *NO_STORE_RAW,
-                         (b"content-length", str(len(_SIGN_IN)).encode())]
+UNAUTHORIZED = PrebuiltResponse(401, [(b"content-type", b"text/plain; charset=utf-8"), *NO_STORE_RAW],
+                                b"sign in required")
 
 
 class ForwardAuth:
@@ -83,19 +81,27 @@ class ForwardAuth:
         token = cookie_value(cookies, names.session)
         if not token:
             return self._unauthenticated(preview, headers, redirect, cookies)
-        identity, why = self.b.sessions.check(token, preview.host)
-        if identity is None:
+        session, why = self.b.sessions.check(token, preview.host)
+        if session is None:
             # Anyone can send a forged cookie, as often as they like: count each, log a few.
             self.b.count_refusal("auth", f"session_{why}")
             self.b.bounded_log.refused("auth", f"session_{why}", 401, host=preview.host, level=logging.INFO)
             return self._unauthenticated(preview, headers, redirect, cookies)
-        decision = authorize(identity, self.b.policy)
-        if not decision.allowed:
+        answer = session.answer
+        if answer is None:
+            # The policy is fixed for the process's life: decide once per session, keep the answers.
+            decision = authorize(session.identity, self.b.policy)
+            if decision.allowed:
+                raw = _identity_raw_headers(session.identity)
+                answer = session.answer = {202: PrebuiltResponse(202, raw), 200: PrebuiltResponse(200, raw)}
+            else:
+                answer = session.answer = decision.reason
+        if type(answer) is str:
             self._result["forbidden"].inc()
-            raise Forbidden(f"not_authorized_{decision.reason}", "This account is not allowed into previews.",
+            raise Forbidden(f"not_authorized_{answer}", "This account is not allowed into previews.",
                             host=preview.host)
         self._result["ok"].inc()
-        return PrebuiltResponse(allow, _identity_raw_headers(identity))
+        return answer[allow]
 
     def _unauthenticated(self, preview: PreviewRequest, headers: Mapping[str, str], redirect: bool,
                          cookies: str) -> Response:
@@ -103,7 +109,7 @@ class ForwardAuth:
         if redirect and _wants_html(preview, headers):
             return self.b.login_redirect(preview, preview.url,
                                          cookie_value(cookies, self.b.cookie_names(preview.scheme).login))
-        return PrebuiltResponse(401, _UNAUTHORIZED_HEADERS, _SIGN_IN)
+        return UNAUTHORIZED
 
     def _special(self, preview: PreviewRequest, headers: Mapping[str, str]) -> Response | None:
         """Broker paths on the preview host, reached through forward auth."""
@@ -123,11 +129,8 @@ def _wants_html(preview: PreviewRequest, headers: Mapping[str, str]) -> bool:
     return preview.method in ("GET", "HEAD") and "text/html" in headers.get("accept", "")
 
 
-@lru_cache(maxsize=65536)
 def _identity_raw_headers(identity: Identity) -> list[tuple[bytes, bytes]]:
-    """The 202's headers, computed once per identity (they are the same on every request)."""
-    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in identity_headers(identity).items()] + [
-        (b"content-length", b"0")]
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in identity_headers(identity).items()]
 
 
 def identity_headers(identity: Identity) -> dict[str, str]:

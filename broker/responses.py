@@ -52,13 +52,20 @@ class RawResponse(Response):
 
 
 class PrebuiltResponse(Response):
-    """A response whose complete raw headers (content-length included) were built once, ahead."""
+    """A response built once, ahead, and sent as often as needed (sending it changes nothing in it):
+    forward auth's answers, the same for every request of one identity."""
 
     def __init__(self, status_code: int, raw_headers: list[tuple[bytes, bytes]], body: bytes = b"") -> None:
         self.status_code = status_code
         self.body = body
         self.background = None
-        self.raw_headers = raw_headers
+        self.raw_headers = [*raw_headers, (b"content-length", str(len(body)).encode())]
+        self._start = {"type": "http.response.start", "status": status_code, "headers": self.raw_headers}
+        self._body = {"type": "http.response.body", "body": body}
+
+    async def __call__(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def, override]
+        await send(self._start)
+        await send(self._body)
 
 
 def redirect(url: str, cookies: Iterable[bytes] = (), status: int = 302) -> Response:

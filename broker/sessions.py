@@ -34,6 +34,19 @@ MAX_COOKIE_BYTES = 3800
 VERIFIED_CACHE_SIZE = 50_000
 
 
+class Verified:
+    """A session token that verified: who it names, for which host, since when.  `answer` is
+    forward auth's to keep: the decision for this identity under the process's (fixed) policy."""
+
+    __slots__ = ("identity", "scope", "signed_at", "answer")
+
+    def __init__(self, identity: Identity, scope: str, signed_at: int) -> None:
+        self.identity = identity
+        self.scope = scope
+        self.signed_at = signed_at
+        self.answer: Any = None
+
+
 @dataclass(frozen=True, slots=True)
 class Ticket:
     host: str
@@ -73,9 +86,9 @@ class SessionCodec:
         self.cookie_domain = cookie_domain
         self._relevant = relevant_groups
         self._signature = SessionSignature(serializers.session, session_ttl, serializers.clock)
-        # token -> (identity, host scope, signed_at). A token that verified once verifies forever
-        # under the same keys, so only its age is checked again: the hot path is a dict lookup.
-        self._verified: dict[str, tuple[Identity, str, int]] = {}
+        # A token that verified once verifies forever under the same keys, so only its age (and
+        # host) is checked again: the hot path is a dict lookup.
+        self._verified: dict[str, Verified] = {}
 
     # --- sessions -------------------------------------------------------
     def issue(self, host: str, identity: Identity) -> str:
@@ -89,11 +102,11 @@ class SessionCodec:
 
     def verify(self, token: str | None, host: str) -> Identity | None:
         """The identity in a session cookie valid for `host`, else None."""
-        identity, _ = self.check(token, host)
-        return identity
+        entry, _ = self.check(token, host)
+        return entry.identity if entry is not None else None
 
-    def check(self, token: str | None, host: str) -> tuple[Identity | None, str]:
-        """(identity, "ok") for a session cookie valid for `host`, else (None, why not)."""
+    def check(self, token: str | None, host: str) -> tuple[Verified | None, str]:
+        """(the verified session, "ok") for a session cookie valid for `host`, else (None, why not)."""
         if not token:
             return None, "missing"
         now = int(self._s.clock())
@@ -108,15 +121,15 @@ class SessionCodec:
                 return None, exc.reason
             if len(self._verified) >= VERIFIED_CACHE_SIZE:
                 self._verified.clear()  # simple and bounded; it refills at one HMAC per session
-            cached = self._verified[token] = (_identity_from(payload), str(payload.get("h", "")), signed_at)
-        identity, scope, signed_at = cached
+            cached = self._verified[token] = Verified(_identity_from(payload), str(payload.get("h", "")), signed_at)
         # The rule itsdangerous applies: older than max_age, or from the future, is expired.
-        if not 0 <= now - signed_at <= self.session_ttl:
+        if not 0 <= now - cached.signed_at <= self.session_ttl:
             return None, "expired"
+        scope = cached.scope
         if scope == host:
-            return identity, "ok"
+            return cached, "ok"
         if self.cookie_domain and scope == self.cookie_domain and is_under(host, (self.cookie_domain,)):
-            return identity, "ok"
+            return cached, "ok"
         return None, "other_host"
 
     # --- tickets ----------------------------------------------------------

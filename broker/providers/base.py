@@ -9,6 +9,7 @@ API) go through a plain httpx client: authlib's would attach the last login's to
 from __future__ import annotations
 
 from collections.abc import Callable
+import warnings
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -45,6 +46,17 @@ class Provider(Protocol):
 Transports = Callable[[], httpx.AsyncBaseTransport]
 
 
+def _authlib_httpx() -> tuple[type, type]:
+    """authlib's httpx client and its error.  authlib announces on import, as a warning it forces to
+    show, that it prefers the httpx2 fork; that line is not JSON and tells an operator nothing."""
+    with warnings.catch_warnings():
+        import authlib.deprecate  # noqa: F401  (its import puts an "always" filter in front: ours goes after it)
+
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuthError
+    return AsyncOAuth2Client, OAuthError
+
+
 def http_client(settings: BrokerSettings, transports: Transports | None = None) -> httpx.AsyncClient:
     return httpx.AsyncClient(timeout=settings.idp_timeout, follow_redirects=False,
                              transport=transports() if transports else None)
@@ -52,10 +64,7 @@ def http_client(settings: BrokerSettings, transports: Transports | None = None) 
 
 def oauth_client(settings: BrokerSettings, auth_method: str, transports: Transports | None = None) -> AsyncOAuth2Client:
     """authlib's OAuth 2 client, authenticating as CLIENT_ID with `auth_method` (codes only)."""
-    # Imported here, not at module level: authlib announces at import that it prefers the httpx2
-    # fork, and that notice should not be the first thing every process prints.
-    from authlib.integrations.httpx_client import AsyncOAuth2Client
-
+    AsyncOAuth2Client, _ = _authlib_httpx()  # noqa: N806
     return AsyncOAuth2Client(client_id=settings.client_id, client_secret=settings.client_secret,
                              token_endpoint_auth_method=auth_method, timeout=settings.idp_timeout,
                              follow_redirects=False, transport=transports() if transports else None)
@@ -64,7 +73,7 @@ def oauth_client(settings: BrokerSettings, auth_method: str, transports: Transpo
 async def exchange_code(client: AsyncOAuth2Client, url: str, *, code: str, redirect_uri: str,
                         code_verifier: str) -> dict[str, Any]:
     """The token endpoint's answer to an authorization code (with its PKCE verifier), or a broker error."""
-    from authlib.integrations.httpx_client import OAuthError
+    _, OAuthError = _authlib_httpx()  # noqa: N806
 
     try:
         async with idp_call("token"):
