@@ -24,6 +24,7 @@ read from Host and X-Forwarded-Host/-Proto, which every ingress overwrites.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
@@ -87,6 +88,18 @@ def _split_host_port(raw: str) -> tuple[str, int | None]:
     return raw, None
 
 
+@lru_cache(maxsize=4096)
+def _host_and_port(raw_host: str) -> tuple[str, int | None]:
+    """The normalized host and port of a forwarded Host value (the same few on every request)."""
+    host_text, port = _split_host_port(raw_host.split(",")[0].strip())
+    if port is not None and not 0 < port < 65536:
+        raise BadRequest("bad_forwarded_host", "The forwarded port is out of range.")
+    try:
+        return normalize_host(host_text), port
+    except InvalidHost:
+        raise BadRequest("bad_forwarded_host", "The forwarded host is not a valid host name.") from None
+
+
 def _build(scheme: str, raw_host: str, uri: str, method: str = "GET") -> PreviewRequest:
     scheme = scheme.strip().lower() or "https"
     if scheme not in DEFAULT_PORTS:
@@ -95,13 +108,7 @@ def _build(scheme: str, raw_host: str, uri: str, method: str = "GET") -> Preview
         raise BadRequest("forwarded_uri_too_long", "The forwarded URI is too long.")
     if not uri.startswith("/"):
         raise BadRequest("bad_forwarded_uri", "The forwarded URI must start with '/'.")
-    host_text, port = _split_host_port(raw_host.split(",")[0].strip())
-    if port is not None and not 0 < port < 65536:
-        raise BadRequest("bad_forwarded_host", "The forwarded port is out of range.")
-    try:
-        host = normalize_host(host_text)
-    except InvalidHost:
-        raise BadRequest("bad_forwarded_host", "The forwarded host is not a valid host name.") from None
+    host, port = _host_and_port(raw_host)
     path, _, query = uri.partition("?")
     path = path.partition("#")[0]
     return PreviewRequest(scheme, host, port, path, query, (method.strip().upper() or "GET")[:16])
