@@ -24,7 +24,7 @@ run: $(STAMP)  ## run the broker locally against a real Dex (http dev mode) and 
 demo: $(STAMP) testbin system-deps  ## the whole stack (control plane, Dex, Traefik, broker, controller, two previews) until Ctrl-C
 	$(PY) scripts/demo
 
-testbin: system-deps  ## build etcd, kube-apiserver, kube-controller-manager, dex, helm, the node's parts (once)
+testbin: system-deps  ## build etcd, kube-apiserver, kube-controller-manager, dex, helm, promtool, actionlint, the node's parts (once)
 	$(PYTHON) scripts/testbin
 
 SYSTEM_TOOLS := buildah debootstrap chromium wrk
@@ -50,8 +50,8 @@ test: $(STAMP) testbin system-deps  ## set up and run every test (builds the rea
 test-node: $(STAMP) testbin  ## only the chart on a real one-node cluster (tests/node; root; a few minutes)
 	$(PY) -m pytest -q -m node
 
-test-unit: $(STAMP)  ## only the fast tests (and the chart with the real helm): no control plane, IdP, browser or image
-	$(PYTHON) scripts/testbin helm >/dev/null
+test-unit: $(STAMP)  ## only the fast tests (and the chart, alerts and workflow with the real helm, promtool, actionlint): no control plane, IdP, browser or image
+	$(PYTHON) scripts/testbin helm promtool actionlint >/dev/null
 	$(PY) -m pytest -q -m 'not cluster and not dex and not e2e and not image'
 
 bench: $(STAMP) testbin system-deps  ## every benchmark: writes docs/benchmarks.md and its plots (about 30 minutes)

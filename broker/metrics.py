@@ -106,6 +106,8 @@ class Metrics:
         self.logins_completed = Counter(
             "preview_broker_logins_completed", "Logins returned to a preview host", ["mode"], registry=r
         )
+        for mode in ("gate", "relay"):  # from the start at zero: rate() and alerts see a line, not no data
+            self.logins_completed.labels(mode)
         self.refused = Counter(
             "preview_broker_refused", "Requests refused, by endpoint and reason", ["endpoint", "reason"], registry=r
         )
