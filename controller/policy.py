@@ -118,10 +118,16 @@ def candidate_hosts(ns: NamespaceView, routes: Iterable[RouteView], mode: str) -
     return out
 
 
-def auth_wiring(ns: NamespaceView, settings: ControllerSettings) -> str:
-    """Which auth wiring the controller generates in this namespace: traefik, nginx or off."""
+def auth_wiring(ns: NamespaceView, settings: ControllerSettings) -> tuple[str, str]:
+    """(the auth wiring to generate in this namespace: traefik, nginx or off; why a request was not followed)."""
     wanted = ns.annotations.get(contract.ANN_AUTH_WIRING, "").strip().lower()
-    return wanted if wanted in ("traefik", "nginx", "off") else settings.auth_wiring
+    if not wanted:
+        return settings.auth_wiring, ""
+    if wanted == "off" or wanted in settings.wiring_modes:
+        return wanted, ""
+    if wanted in ("traefik", "nginx"):
+        return "off", f"{contract.ANN_AUTH_WIRING}={wanted} is not allowed here (AUTH_WIRING_MODES)"
+    return "off", f"{contract.ANN_AUTH_WIRING}={wanted!r} is not one of traefik, nginx, off"
 
 
 def reserved_by(host: str, reserved: Mapping[str, str]) -> str | None:

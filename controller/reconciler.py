@@ -359,7 +359,9 @@ class Controller:
                     "Warning", "MissingAPI", f"cannot create {obj['kind']}: its CRD is not installed in the cluster"))
                 continue
             await self._ensure(obj)
-        mode = policy.auth_wiring(ns, self.settings)
+        mode, why_not = policy.auth_wiring(ns, self.settings)
+        if why_not:
+            await self._warn_once(ns, "AuthWiringRefused", why_not)
         if mode != "off" and not ns.deleting:
             await self._wire(ns, mode, won if live else [], current)
         for event in plan.events:

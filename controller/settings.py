@@ -187,6 +187,11 @@ class ControllerSettings(BaseModel):
         description="The broker's in-cluster URL for the generated wiring, e.g. "
         "http://preview-broker-broker.preview-broker.svc.cluster.local:80 (needed when any wiring is generated).",
     )
+    auth_wiring_modes: CommaList = Field(
+        default_factory=list,
+        description="Further wiring kinds a namespace may ask for with its annotation (traefik, nginx); "
+        "AUTH_WIRING's own is always allowed. The chart grants RBAC for exactly these.",
+    )
     auth_wiring_ingress_class: str = Field(
         default="", description="IngressClass of the generated nginx-style /oauth2/ Ingresses (empty: the default)."
     )
@@ -233,6 +238,14 @@ class ControllerSettings(BaseModel):
             url_host(v)
         return v
 
+    @field_validator("auth_wiring_modes")
+    @classmethod
+    def _modes(cls, v: list[str]) -> list[str]:
+        modes = [m.lower() for m in v]
+        if set(modes) - {"traefik", "nginx"}:
+            raise ValueError("takes traefik and nginx only")
+        return modes
+
     @field_validator("broker_internal_url")
     @classmethod
     def _internal_url(cls, v: str) -> str:
@@ -269,8 +282,9 @@ class ControllerSettings(BaseModel):
             except OSError as exc:  # not there, a directory, not readable by the pod's user
                 raise ConfigError(env_name("github_app_private_key_file"),
                                   f"cannot read {self.github_app_private_key_file}: {exc.strerror or exc}") from None
-        if self.auth_wiring != "off" and not self.broker_internal_url:
-            raise ConfigError(env_name("broker_internal_url"), f"is required when AUTH_WIRING={self.auth_wiring}")
+        if self.wiring_modes and not self.broker_internal_url:
+            raise ConfigError(env_name("broker_internal_url"),
+                              f"is required when the controller generates auth wiring ({', '.join(sorted(self.wiring_modes))})")
         if self.database_destination_path and not self.database_destination_path.startswith("s3://"):
             raise ConfigError(env_name("database_destination_path"), "must look like s3://bucket/path")
         # client-go's rules: followers wait lease_duration, the leader stops after renew_deadline
@@ -282,6 +296,11 @@ class ControllerSettings(BaseModel):
             raise ConfigError(env_name("retry_period"),
                               f"must be less than RENEW_DEADLINE / 1.2 ({self.renew_deadline_seconds / 1.2:.2f})")
         return self
+
+    @property
+    def wiring_modes(self) -> frozenset[str]:
+        """The auth wiring kinds the controller may generate (and has RBAC for)."""
+        return frozenset({*self.auth_wiring_modes, self.auth_wiring} - {"off"})
 
     @property
     def github_enabled(self) -> bool:

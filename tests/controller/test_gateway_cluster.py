@@ -76,7 +76,7 @@ async def _address_restored(rig, path: str) -> bool:  # type: ignore[no-untyped-
 
 
 async def test_nginx_wiring_routes_the_preview_s_own_hosts_and_follows_them(control_plane: ControlPlane) -> None:
-    async with make_rig(control_plane, broker_internal_url=BROKER) as rig:  # off by default: a namespace asks
+    async with make_rig(control_plane, auth_wiring_modes="nginx", broker_internal_url=BROKER) as rig:  # a namespace asks
         first = f"ng-{uuid.uuid4().hex[:6]}.{DOMAIN}"
         ns = await rig.namespace(host=first, annotations={contract.ANN_AUTH_WIRING: "nginx"})
         ingress_path = f"/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses/{contract.WIRING_INGRESS}"
@@ -135,3 +135,15 @@ async def test_the_documented_recipes_are_valid_against_the_real_crds(control_pl
         plural = {"HTTPRoute": "httproutes", "Middleware": "middlewares"}[body["kind"]]
         r = await rig.api.post(f"/apis/{group}/namespaces/{ns}/{plural}?dryRun=All&fieldValidation=Strict", json=body)
         assert r.status_code == 201, r.text
+
+
+async def test_a_wiring_the_controller_may_not_make_is_refused_with_a_warning(control_plane: ControlPlane) -> None:
+    async with make_rig(control_plane, auth_wiring_modes="traefik", broker_internal_url=BROKER) as rig:
+        ns = await rig.namespace(host=f"no-{uuid.uuid4().hex[:6]}.{DOMAIN}",
+                                 annotations={contract.ANN_AUTH_WIRING: "nginx"})
+
+        async def warned() -> bool:
+            return any(e["reason"] == "AuthWiringRefused" for e in await rig.events(ns))
+
+        await eventually(warned, "an AuthWiringRefused Warning")
+        assert (await rig.api.get(f"/api/v1/namespaces/{ns}/services/{contract.WIRING_SERVICE}")).status_code == 404

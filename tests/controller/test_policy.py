@@ -60,15 +60,25 @@ def test_httproute_hostnames_are_candidates_under_the_same_rules() -> None:
     assert [r["host"] for r in refused] == ["*.pr-1.preview.example.com"]  # a wildcard claims nobody's host
 
 
-@pytest.mark.parametrize(("annotation", "setting", "mode"), [
-    (None, "off", "off"), (None, "traefik", "traefik"), ("nginx", "traefik", "nginx"), ("off", "nginx", "off"),
-    ("Traefik", "off", "traefik"), ("bogus", "nginx", "nginx")])
-def test_the_namespace_annotation_chooses_the_auth_wiring(annotation, setting, mode) -> None:
+@pytest.mark.parametrize(("annotation", "setting", "modes", "mode", "refused"), [
+    (None, "off", "", "off", False),
+    (None, "traefik", "", "traefik", False),
+    ("nginx", "traefik", "nginx", "nginx", False),
+    ("nginx", "traefik", "", "off", True),  # not granted: nothing made, a Warning says why
+    ("off", "nginx", "", "off", False),
+    ("Traefik", "off", "traefik", "traefik", False),
+    ("traefik", "off", "", "off", True),
+    ("bogus", "nginx", "", "off", True),
+])
+def test_the_namespace_annotation_chooses_among_the_allowed_auth_wirings(annotation, setting, modes, mode,
+                                                                       refused) -> None:
     from controller.policy import auth_wiring
 
     annotations = {contract.ANN_AUTH_WIRING: annotation} if annotation else {}
-    extra = {"broker_internal_url": "http://b.preview-broker.svc.cluster.local:80"} if setting != "off" else {}
-    assert auth_wiring(ns(annotations=annotations), settings(auth_wiring=setting, **extra)) == mode
+    extra = {"broker_internal_url": "http://b.preview-broker.svc.cluster.local:80"} if setting != "off" or modes else {}
+    chosen, why = auth_wiring(ns(annotations=annotations), settings(auth_wiring=setting, auth_wiring_modes=modes,
+                                                                    **extra))
+    assert (chosen, bool(why)) == (mode, refused)
 
 
 @pytest.mark.parametrize(

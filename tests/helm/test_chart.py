@@ -181,3 +181,38 @@ def test_github_app_credentials_are_wired_from_the_secret() -> None:
     assert volume["secret"]["secretName"] == "preview-broker-github"
     sa = next(d for d in by_kind(docs, "ServiceAccount") if d["metadata"]["name"].endswith("-controller"))
     assert "eks.amazonaws.com/role-arn" in sa["metadata"]["annotations"]
+
+
+def test_the_broker_can_be_exposed_through_an_httproute_instead_of_the_ingress() -> None:
+    docs = render(CHART / "ci" / "oidc-values.yaml", "broker.ingress.enabled=false", "broker.httpRoute.enabled=true",
+                  "broker.httpRoute.parentRefs[0].name=web", "broker.httpRoute.parentRefs[0].namespace=gateways",
+                  "broker.httpRoute.parentRefs[0].sectionName=https")
+    assert by_kind(docs, "Ingress") == []
+    (route,) = by_kind(docs, "HTTPRoute")
+    assert route["apiVersion"] == "gateway.networking.k8s.io/v1"
+    assert route["spec"]["parentRefs"] == [{"name": "web", "namespace": "gateways", "sectionName": "https"}]
+    assert route["spec"]["hostnames"] == ["auth.preview.example.com"]
+    (rule,) = route["spec"]["rules"]
+    assert rule["matches"] == [{"path": {"type": "PathPrefix", "value": "/oauth2"}}]  # never /metrics
+    assert rule["backendRefs"] == [{"name": "pb-preview-broker-broker", "port": 80}]
+
+
+@pytest.mark.parametrize(("sets", "message"), [
+    (["broker.httpRoute.enabled=true", "broker.httpRoute.parentRefs[0].name=web"], "expose the broker one way"),
+    (["broker.ingress.enabled=false", "broker.httpRoute.enabled=true"], "needs broker.httpRoute.parentRefs"),
+])
+def test_an_httproute_needs_its_gateway_and_replaces_the_ingress(sets: list[str], message: str) -> None:
+    args = ["template", "pb", str(CHART), "-f", str(CHART / "ci" / "oidc-values.yaml")]
+    for s in sets:
+        args += ["--set", s]
+    proc = helm(*args, check=False)
+    assert proc.returncode != 0 and message in proc.stderr
+
+
+@pytest.mark.parametrize("bad_set", ["broker.httpRoute.parentRef[0].name=x", "broker.httpRoute.parentRefs[0].nam=x",
+                                     "broker.extAuthPrefix=/ext", "controller.authWiring.default=envoy",
+                                     "controller.authWiring.modes={istio}"])
+def test_the_schema_refuses_typos_in_the_gateway_values(bad_set: str) -> None:
+    proc = helm("template", "pb", str(CHART), "-f", str(CHART / "ci" / "oidc-values.yaml"), "--set", bad_set,
+                check=False)
+    assert proc.returncode != 0 and "schema" in proc.stderr.lower() + proc.stdout.lower()

@@ -79,6 +79,7 @@ def test_cluster_wide_rules_are_exactly_what_the_lifecycle_needs() -> None:
     assert cluster_rules() == {
         "namespaces": ["get", "list", "watch", "delete"],
         "ingresses": ["get", "list", "watch"],
+        "httproutes": ["get", "list", "watch"],
         "previewenvironments": ["get", "list", "watch", "create", "delete"],
         "previewenvironments/status": ["get", "patch"],
         "events": ["create"],
@@ -86,6 +87,22 @@ def test_cluster_wide_rules_are_exactly_what_the_lifecycle_needs() -> None:
         "objectstores": ["get", "create"],
         "buckets": ["get", "list", "watch", "create", "patch"],
     }
+
+
+@pytest.mark.parametrize(("sets", "middlewares", "services", "ingresses"), [
+    ((), None, None, ["get", "list", "watch"]),
+    (("controller.authWiring.default=traefik",), ["create", "patch"], None, ["get", "list", "watch"]),
+    (("controller.authWiring.modes={nginx}",), None, ["create", "patch"], ["get", "list", "watch", "create", "patch"]),
+    (("controller.authWiring.default=nginx", "controller.authWiring.modes={traefik}"), ["create", "patch"],
+     ["create", "patch"], ["get", "list", "watch", "create", "patch"]),
+])
+def test_the_auth_wiring_is_granted_exactly_for_its_kinds(sets, middlewares, services, ingresses) -> None:
+    rules = cluster_rules(OIDC, *sets)
+    assert rules.get("middlewares") == middlewares
+    assert rules.get("services") == services
+    assert rules["ingresses"] == ingresses
+    env = controller_env(OIDC, *sets)
+    assert env["PREVIEW_BROKER_BROKER_INTERNAL_URL"] == "http://pb-preview-broker-broker.preview-broker.svc.cluster.local:80"
 
 
 def test_argo_cd_applications_are_readable_only_in_argo_cds_namespace_and_only_when_asked() -> None:

@@ -415,7 +415,8 @@ def start_stack(workdir: Path, progress=lambda msg: None, port: int = 0, tls: bo
             PREVIEW_BROKER_KUBE_NAMESPACE="preview-broker", PREVIEW_BROKER_IDENTITY="e2e-controller",
             PREVIEW_BROKER_PUBLIC_URL=stack.broker_url,
             # What the generated wiring calls: the brokers' Service (here Traefik's internal entry point).
-            PREVIEW_BROKER_BROKER_INTERNAL_URL=f"http://127.0.0.1:{stack.lb_port}")).start()
+            PREVIEW_BROKER_BROKER_INTERNAL_URL=f"http://127.0.0.1:{stack.lb_port}",
+            PREVIEW_BROKER_AUTH_WIRING_MODES="traefik")).start()  # pr-5 asks for it by annotation
         for i, broker_port in enumerate(stack.broker_ports):
             name = "broker" if i == 0 else f"broker-{i + 1}"
             procs[name] = Proc(name, [py, "-m", "preview_broker", "broker", "--host", "127.0.0.1", "--port",

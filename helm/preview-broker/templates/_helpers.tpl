@@ -104,6 +104,12 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace 
 {{- if and (eq .Values.broker.allowlistSource "kubernetes") (not .Values.controller.enabled) -}}
 {{- fail "broker.allowlistSource=kubernetes needs controller.enabled=true (or use allowlistSource=static with broker.allowedHosts)" -}}
 {{- end -}}
+{{- if and .Values.broker.httpRoute.enabled .Values.broker.ingress.enabled -}}
+{{- fail "broker.httpRoute.enabled=true needs broker.ingress.enabled=false: expose the broker one way" -}}
+{{- end -}}
+{{- if and .Values.broker.httpRoute.enabled (not .Values.broker.httpRoute.parentRefs) -}}
+{{- fail "broker.httpRoute.enabled=true needs broker.httpRoute.parentRefs (the Gateway to attach to)" -}}
+{{- end -}}
 {{- if has .Values.provider.clientId .Values.broker.relayClientIds -}}
 {{- fail "broker.relayClientIds must not name provider.clientId: the gate client is never relayable (list the preview apps' own client ids)" -}}
 {{- end -}}
