@@ -70,10 +70,10 @@ def proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeProxy]:
                 except BrokenPipeError:  # the client gave up on an error answer: fine
                     pass
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             self._answer(True)
 
-        def do_HEAD(self) -> None:  # noqa: N802
+        def do_HEAD(self) -> None:
             self._answer(False)
 
         def log_message(self, *args: object) -> None:
@@ -129,7 +129,7 @@ def test_check_names_a_refused_replace_target_its_version_and_the_step(tb, proxy
     assert tb.main(["--check", "app"]) == 1
     err = capsys.readouterr().err
     assert "example.com/app/api/v2@v2.4.0 failed at check (app: a derived replace target)" in err
-    assert f"not served: http://127.0.0.1:" in err and f": {status} " in err
+    assert "not served: http://127.0.0.1:" in err and f": {status} " in err
     assert "--pin app=VERSION" in err and "PREVIEW_BROKER_TESTBIN_PINS" in err
     assert "1 of 4 module versions are not served" in err
     assert "Traceback" not in err

@@ -5,12 +5,18 @@ wiring (a Traefik Middleware, or nginx-style /oauth2/ routing)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 
 import pytest
 
 from foundation import contract
 from tests.support.controller_rig import DOMAIN, eventually, make_rig, merge_patch
-from tests.support.controlplane import ControlPlane
+from tests.support.controlplane import (
+    ControlPlane,
+    cleanup,
+    install_crds,
+    start_control_plane,
+)
 
 pytestmark = [pytest.mark.cluster]
 BROKER = "http://pb-broker.preview-broker.svc.cluster.local:80"
@@ -147,3 +153,48 @@ async def test_a_wiring_the_controller_may_not_make_is_refused_with_a_warning(co
 
         await eventually(warned, "an AuthWiringRefused Warning")
         assert (await rig.api.get(f"/api/v1/namespaces/{ns}/services/{contract.WIRING_SERVICE}")).status_code == 404
+
+
+@pytest.fixture(scope="module")
+def standard_channel_plane(tmp_path_factory) -> Iterator[ControlPlane]:
+    """A control plane of its own with the Gateway API *standard* channel: what most clusters install
+    (the shared one has the experimental channel, a superset)."""
+    cp = start_control_plane(tmp_path_factory.mktemp("standard-channel"))
+    try:
+        names = install_crds(cp, gateway_api_channel="standard")
+        assert "httproutes.gateway.networking.k8s.io" in names
+        yield cp
+    finally:
+        cleanup(cp)
+
+
+async def test_httproute_hosts_are_claimed_on_the_standard_channel_too(standard_channel_plane: ControlPlane) -> None:
+    async with make_rig(standard_channel_plane) as rig:
+        crd = (await rig.api.get("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/"
+                                 "httproutes.gateway.networking.k8s.io")).json()
+        assert crd["metadata"]["annotations"]["gateway.networking.k8s.io/channel"] == "standard"
+        ns = await rig.namespace()
+        host = f"std-{uuid.uuid4().hex[:6]}.{DOMAIN}"
+        r = await rig.api.post(f"{ROUTES}/namespaces/{ns}/httproutes", json=_route("app", host))
+        assert r.status_code == 201, r.text
+        await eventually(lambda: host in rig.allowlist, "HTTPRoute hostname allowed")
+        assert (await rig.api.delete(f"{ROUTES}/namespaces/{ns}/httproutes/app")).status_code == 200
+        await eventually(lambda: host not in rig.allowlist, "the host released with its HTTPRoute")
+
+
+@pytest.mark.parametrize(("name", "accepted"), [("traefik-httproute", True), ("gep-1494-httproute", False)])
+async def test_on_the_standard_channel_only_the_gep_1494_recipe_is_refused(
+        standard_channel_plane: ControlPlane, name: str, accepted: bool) -> None:
+    """docs/gateways.md says the ExternalAuth filter needs the experimental channel: the real standard
+    CRDs agree (strict field validation names the unknown field)."""
+    from tests.support.recipes import recipe
+
+    async with make_rig(standard_channel_plane) as rig:
+        ns = await rig.namespace()
+        body = recipe(name)
+        body["metadata"]["namespace"] = ns
+        r = await rig.api.post(f"{ROUTES}/namespaces/{ns}/httproutes?dryRun=All&fieldValidation=Strict", json=body)
+        if accepted:
+            assert r.status_code == 201, r.text
+        else:
+            assert r.status_code in (400, 422) and "externalAuth" in r.text, r.text

@@ -10,8 +10,8 @@ import pytest
 from controller import resources
 from controller.policy import (
     ClaimIndex,
-    RouteView,
     NamespaceView,
+    RouteView,
     bucket_ready,
     candidate_hosts,
     database_ready,

@@ -210,13 +210,20 @@ def start_control_plane(workdir: Path | None = None, *, address: str = "127.0.0.
     return cp
 
 
-def install_crds(cp: ControlPlane) -> list[str]:
-    """Apply the real CNPG, Barman Cloud and ACK S3 CRDs and our own; wait until Established."""
+def install_crds(cp: ControlPlane, *, gateway_api_channel: str = "experimental") -> list[str]:
+    """Apply the real CNPG, Barman Cloud, ACK S3, Gateway API and Traefik CRDs and our own; wait until
+    Established. The experimental Gateway API channel is a superset; "standard" is what most clusters run."""
     crd_dir = testbin_dir("crds") / "crds"
     own = Path(__file__).resolve().parents[2] / "helm" / "preview-broker" / "crds"
+    files = sorted(crd_dir.glob("*.yaml"))
+    if gateway_api_channel == "standard":
+        files = [f for f in files if not f.name.startswith("gateway.networking.k8s.io_")]
+        files += sorted((crd_dir / "gateway-api-standard").glob("*.yaml"))
+    elif gateway_api_channel != "experimental":
+        raise ValueError(f"gateway_api_channel: {gateway_api_channel!r} is neither standard nor experimental")
     names = []
     with cp.client() as c:
-        for f in sorted(crd_dir.glob("*.yaml")) + sorted(own.glob("*.yaml")):
+        for f in files + sorted(own.glob("*.yaml")):
             for doc in yaml.safe_load_all(f.read_text()):
                 if not doc:
                     continue
