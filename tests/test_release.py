@@ -81,7 +81,7 @@ def test_the_released_chart_defaults_to_the_pushed_image_and_the_app_version(tmp
     assert proc.returncode == 0, proc.stderr
     chart = tmp_path / "helm" / "preview-broker"
     values = chart / "ci" / "oidc-values.yaml"
-    values.write_text(re.sub(r"^image: .*\n", "", values.read_text(), flags=re.M))  # the chart's own default
+    values.write_text(re.sub(r"^image: .*\n", "", values.read_text(), flags=re.MULTILINE))  # the chart's own default
     out = helm("template", "pb", str(chart), "-f", str(values)).stdout
     app_version = yaml.safe_load((chart / "Chart.yaml").read_text())["appVersion"]
     assert f"image: {image}:{app_version}" in out

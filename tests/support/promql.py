@@ -27,7 +27,7 @@ METRIC = re.compile(r"\b((?:preview_broker|process|python)_[a-z_]+)\b")
 
 
 def promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(binary("promtool")), *args], capture_output=True, text=True, cwd=cwd, timeout=120)
+    return subprocess.run([str(binary("promtool")), *args], capture_output=True, text=True, cwd=cwd, timeout=120, check=False)
 
 
 def alert_rules() -> list[dict]:

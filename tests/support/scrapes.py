@@ -93,11 +93,11 @@ class _FakeGitHub(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+    def do_POST(self) -> None:  # http.server calls it by this name
         self.rfile.read(int(self.headers.get("content-length", 0)))
         self._json({"access_token": "gho_test", "token_type": "bearer", "scope": "read:user,user:email"})
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         if self.path.startswith("/api/v3/user/emails"):
             self._json([{"email": "alice@example.com", "primary": True, "verified": True}])
         else:
