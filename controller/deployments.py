@@ -19,7 +19,7 @@ from typing import Any
 
 from controller.github import GitHubClient, GitHubError
 from foundation import contract
-from kube.client import KubeError
+from kube.client import ApiError, KubeError
 from kube.queue import WorkQueue, drain_forever
 
 log = logging.getLogger("preview_broker.deployments")
@@ -86,15 +86,25 @@ class DeploymentReporter:
         pe = self.cache.previews.get(name)
         if pe is None:
             return
-        status = pe.get("status") or {}
         ns = self.cache.namespaces.get(name)
         annotations = ns.annotations if ns is not None else {}
-        step = next_step(
-            phase=status.get("phase", ""),
-            repo=annotations.get(ANN_REPO, ""),
-            sha=annotations.get(ANN_SHA, ""),
-            recorded=status.get("github"),
-        )
+
+        def step_for(status: dict[str, Any]) -> Step | None:
+            return next_step(phase=status.get("phase", ""), repo=annotations.get(ANN_REPO, ""),
+                             sha=annotations.get(ANN_SHA, ""), recorded=status.get("github"))
+
+        if step_for(pe.get("status") or {}) is None:
+            return
+        # A post to GitHub cannot be taken back, and the cache can lag behind our own last write
+        # (a watch event older than that write replaces it): ask the apiserver before posting.
+        try:
+            pe = cached_preview(await self.kube.get(f"{PE_PATH}/{name}"))
+        except ApiError as e:
+            if e.not_found:
+                return
+            raise
+        status = pe.get("status") or {}
+        step = step_for(status)
         if step is None:
             return
         hosts = status.get("allowedHosts") or []

@@ -151,6 +151,12 @@ class FakeKube:
         self.cache = cache
         self.patches: list[tuple[str, dict]] = []
 
+        self.stored: dict[str, dict[str, Any]] = {}  # the apiserver's copy, where it differs from the cache
+
+    async def get(self, path: str) -> dict[str, Any]:
+        name = path.rsplit("/", 1)[-1]
+        return self.stored.get(name) or self.cache.previews[name]
+
     async def merge_patch(self, path: str, patch: dict[str, Any]) -> dict[str, Any]:
         self.patches.append((path, patch))
         name = path.split("/")[-2]
@@ -188,6 +194,24 @@ async def test_reporter_posts_once_per_state_and_survives_restart() -> None:
             await reporter.report("pr-7")
             assert json.loads(st.calls[-1].request.content)["state"] == "inactive"
             assert st.call_count == 2
+
+
+async def test_a_cache_behind_the_reporters_own_write_posts_nothing_twice() -> None:
+    """A watch event older than the reporter's status write can put the old status back into the
+    cache: the apiserver's copy, asked before any post, still says it was posted."""
+    cache = Cache("Ready")
+    kube = FakeKube(cache)
+    async with httpx.AsyncClient() as http:
+        with respx.mock(assert_all_called=True) as gh:
+            dep = gh.post(f"{API}/repos/{REPO}/deployments").respond(201, json={"id": 42})
+            st = gh.post(f"{API}/repos/{REPO}/deployments/42/statuses").respond(201, json={})
+            reporter = DeploymentReporter(client(http), kube, cache)
+            await reporter.report("pr-7")
+            kube.stored["pr-7"] = cache.previews["pr-7"]
+            stale = {"phase": "Ready", "allowedHosts": ["pr-7.preview.example.com"]}
+            cache.previews["pr-7"] = {"metadata": {"name": "pr-7"}, "status": stale}  # the older watch event
+            await reporter.report("pr-7")
+            assert dep.call_count == 1 and st.call_count == 1
 
 
 async def test_reporter_failure_carries_the_reason() -> None:
