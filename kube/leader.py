@@ -117,7 +117,9 @@ class LeaderElector:
         """Renew until the renew deadline passes without a renewal, or another replica holds the
         lease; then return why.  From then on remaining() refuses every write."""
         while True:
-            await self.sleep(self.retry_period)
+            # Wake at the deadline at the latest: a failed renewal just before it must not keep the
+            # leader "holding" for another retry period (remaining() already refuses writes then).
+            await self.sleep(min(self.retry_period, max(self._valid_until - self.clock(), 0.0)))
             started = self.clock()
             left = self._valid_until - started
             if left <= 0:
