@@ -96,8 +96,7 @@ async def test_duplicate_claim_older_keeps_it_newer_warned_then_handover(rig: Ri
     host = f"dup-{uuid.uuid4().hex[:6]}.{DOMAIN}"
     older = await rig.namespace(host=host)
     await eventually(lambda: host in rig.allowlist, "older owns host")
-    await asyncio.sleep(1.1)  # creationTimestamp has one-second resolution
-    newer = await rig.namespace(host=host)
+    newer = await rig.newer_namespace(older, host=host)
 
     async def warned() -> bool:
         return any(e["reason"] == "HostRefused" and "already claimed" in e["message"] for e in await rig.events(newer))

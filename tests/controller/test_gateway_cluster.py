@@ -40,7 +40,7 @@ async def test_httproute_hostnames_are_claimed_refused_and_released_like_ingress
         await eventually(lambda: host in rig.allowlist, "HTTPRoute hostname allowed")
         pe = await rig.preview(older)
         assert {h["host"] for h in pe["status"]["refusedHosts"]} == {"*." + DOMAIN, "foreign.example.org"}
-        newer = await rig.namespace()
+        newer = await rig.newer_namespace(older)
         assert (await rig.api.post(f"{ROUTES}/namespaces/{newer}/httproutes", json=_route("app", host))).status_code \
             == 201
 

@@ -57,6 +57,20 @@ class Rig:
         assert r.status_code == 201, r.text
         return name
 
+    async def newer_namespace(self, than: str, **kwargs: Any) -> str:
+        """A namespace whose creationTimestamp is strictly after `than`'s. The timestamp has
+        one-second resolution and equal timestamps fall back to name order, so a claim test that
+        creates both within one second would pass or fail on the random names."""
+        meta = (await self.api.get(f"/api/v1/namespaces/{than}")).json()["metadata"]
+        older = datetime.fromisoformat(meta["creationTimestamp"])
+        wait = (older + timedelta(seconds=1) - datetime.now(UTC)).total_seconds()
+        if wait > 0:
+            await asyncio.sleep(wait + 0.05)
+        name = await self.namespace(**kwargs)
+        created = (await self.api.get(f"/api/v1/namespaces/{name}")).json()["metadata"]["creationTimestamp"]
+        assert datetime.fromisoformat(created) > older, (created, meta["creationTimestamp"])
+        return name
+
     async def preview(self, name: str) -> dict[str, Any] | None:
         r = await self.api.get(f"{PE_PATH}/{name}")
         return r.json() if r.status_code == 200 else None
