@@ -181,7 +181,7 @@ def create_app(
 ) -> BrokerApp:
     source = allowlist if allowlist is not None else build_allowlist(settings)
     metrics = Metrics()
-    provider = make_provider(settings, lambda: metrics.upstream.transport("idp"))
+    provider = make_provider(settings, lambda inner: metrics.upstream.transport("idp", inner))
     broker = Broker(settings, source, provider, clock=clock, metrics=metrics)
     routes = Routes(broker)
 

@@ -17,6 +17,7 @@ from pydantic import (
 from foundation.config import SECRET, split_list
 from foundation.durations import Duration
 from foundation.hosts import InvalidHost, is_under, normalize_host, parse_domains
+from foundation.trust import CAFile
 
 CommaList = Annotated[list[str], BeforeValidator(split_list)]
 PortList = Annotated[list[int], BeforeValidator(split_list)]
@@ -106,6 +107,11 @@ class BrokerSettings(BaseModel):
         default="",
         description="RISKY, off by default: a parent domain for the session cookie so one login covers every "
         "preview. Preview apps run untrusted PR code and would all receive that cookie.",
+    )
+    extra_ca_certs: CAFile = Field(
+        default="",
+        description="Path of a PEM file of CA certificates to trust besides the public ones, on calls to the "
+        "identity provider (a private issuer, GitHub Enterprise).",
     )
     idp_timeout: float = Field(default=10.0, gt=0, le=120, description="Seconds to wait for the IdP.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")

@@ -82,6 +82,7 @@ class BucketJanitor:
         *,
         endpoint_url: str = "",
         region: str = "",
+        ca_bundle: str | None = None,
         workers: int = 2,
         dry_run: bool = False,
         announce: Callable[[str, Event], Awaitable[None]] | None = None,
@@ -93,6 +94,7 @@ class BucketJanitor:
         self.upstream = upstream  # times the S3 calls
         self.endpoint_url = endpoint_url or None
         self.region = region or None
+        self.ca_bundle = ca_bundle  # None: botocore's own CAs
         self.workers = workers
         self.dry_run = dry_run
         self.announce = announce
@@ -110,7 +112,8 @@ class BucketJanitor:
         from aiobotocore.session import get_session
 
         session = get_session()
-        async with session.create_client("s3", endpoint_url=self.endpoint_url, region_name=self.region) as s3:
+        async with session.create_client("s3", endpoint_url=self.endpoint_url, region_name=self.region,
+                                         verify=self.ca_bundle) as s3:
             if self.upstream is not None:
                 self.upstream.instrument_botocore(s3)
             await asyncio.gather(*(

@@ -14,6 +14,7 @@ from controller.metrics import ControllerMetrics
 from controller.reconciler import Controller
 from controller.settings import ControllerSettings
 from foundation import logs
+from foundation.trust import botocore_bundle, client_verify
 from kube.client import Fence, Kube, KubeError, NoConfig
 from kube.leader import LeaderElector
 
@@ -109,7 +110,8 @@ def build_extensions(settings: ControllerSettings, kube: Kube, controller: Contr
     from controller.buckets import BucketJanitor
 
     extensions: list = [BucketJanitor(kube, controller.cache, endpoint_url=settings.s3_endpoint_url,
-                                      region=settings.s3_region, dry_run=settings.dry_run,
+                                      region=settings.s3_region, ca_bundle=botocore_bundle(settings.extra_ca_certs),
+                                      dry_run=settings.dry_run,
                                       announce=controller.announce, fence=fence,
                                       upstream=controller.metrics.upstream)]
     if settings.github_enabled:
@@ -124,7 +126,9 @@ def build_extensions(settings: ControllerSettings, kube: Kube, controller: Contr
                                  open(settings.github_app_private_key_file).read())
             if settings.github_app_id else StaticToken(settings.github_token)
         )
-        client = GitHubClient(settings.github_api_url, tokens, httpx.AsyncClient(timeout=30, transport=controller.metrics.upstream.transport("github")), fence=fence)
+        connections = httpx.AsyncHTTPTransport(verify=client_verify(settings.extra_ca_certs))
+        http = httpx.AsyncClient(timeout=30, transport=controller.metrics.upstream.transport("github", connections))
+        client = GitHubClient(settings.github_api_url, tokens, http, fence=fence)
         extensions.append(DeploymentReporter(client, kube, controller.cache,
                                              url_scheme=settings.environment_url_scheme))
         if settings.pull_request_check_interval > 0:

@@ -19,6 +19,7 @@ from pydantic import (
 from foundation.config import SECRET, split_list
 from foundation.durations import Duration
 from foundation.hosts import InvalidHost, normalize_host, parse_domains
+from foundation.trust import CAFile
 
 CommaList = Annotated[list[str], BeforeValidator(split_list)]
 
@@ -134,6 +135,11 @@ class ControllerSettings(BaseModel):
     github_app_id: str = Field(default="", description="GitHub App id for deployment statuses (preferred over a token).")
     github_app_installation_id: str = Field(default="", description="GitHub App installation id.")
     github_app_private_key_file: str = Field(default="", description="Path of the GitHub App's private key (PEM).")
+    extra_ca_certs: CAFile = Field(
+        default="",
+        description="Path of a PEM file of CA certificates to trust besides the public ones, on calls to GitHub "
+        "(Enterprise) and S3 (an S3-compatible store behind a private CA).",
+    )
     environment_url_scheme: Literal["https", "http"] = Field(
         default="https", description="Scheme of the preview URL reported to GitHub."
     )

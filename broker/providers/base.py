@@ -8,8 +8,8 @@ API) go through a plain httpx client: authlib's would attach the last login's to
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import warnings
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -18,6 +18,7 @@ import httpx
 from broker.errors import IdPError, IdPTimeout, LoginRefused
 from broker.identity import Identity
 from broker.settings import BrokerSettings
+from foundation.trust import client_verify
 
 if TYPE_CHECKING:
     from authlib.integrations.httpx_client import AsyncOAuth2Client
@@ -42,8 +43,8 @@ class Provider(Protocol):
     async def aclose(self) -> None: ...
 
 
-# Makes one client's transport (the metrics' timed one); None: httpx's own.
-Transports = Callable[[], httpx.AsyncBaseTransport]
+# Wraps one client's connection transport (in the metrics' timed one); None: the bare transport.
+Transports = Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport]
 
 
 def _authlib_httpx() -> tuple[type, type]:
@@ -57,9 +58,16 @@ def _authlib_httpx() -> tuple[type, type]:
     return AsyncOAuth2Client, OAuthError
 
 
+def _transport(settings: BrokerSettings, transports: Transports | None) -> httpx.AsyncBaseTransport:
+    """The connections to the IdP, trusting EXTRA_CA_CERTS besides httpx's default CAs (made once per
+    client, at start-up)."""
+    inner = httpx.AsyncHTTPTransport(verify=client_verify(settings.extra_ca_certs))
+    return transports(inner) if transports else inner
+
+
 def http_client(settings: BrokerSettings, transports: Transports | None = None) -> httpx.AsyncClient:
     return httpx.AsyncClient(timeout=settings.idp_timeout, follow_redirects=False,
-                             transport=transports() if transports else None)
+                             transport=_transport(settings, transports))
 
 
 def oauth_client(settings: BrokerSettings, auth_method: str, transports: Transports | None = None) -> AsyncOAuth2Client:
@@ -67,7 +75,7 @@ def oauth_client(settings: BrokerSettings, auth_method: str, transports: Transpo
     AsyncOAuth2Client, _ = _authlib_httpx()  # noqa: N806
     return AsyncOAuth2Client(client_id=settings.client_id, client_secret=settings.client_secret,
                              token_endpoint_auth_method=auth_method, timeout=settings.idp_timeout,
-                             follow_redirects=False, transport=transports() if transports else None)
+                             follow_redirects=False, transport=_transport(settings, transports))
 
 
 async def exchange_code(client: AsyncOAuth2Client, url: str, *, code: str, redirect_uri: str,

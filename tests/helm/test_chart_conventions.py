@@ -210,7 +210,8 @@ def test_every_setting_of_both_components_is_a_value(model, component) -> None:
     variants = [(OIDC,), (LIFECYCLE,), (LIFECYCLE, "controller.github.auth=token"),
                 (CHART / "ci" / "github-values.yaml", "authorization.githubOrgs={acme}"),
                 (CHART / "ci" / "static-values.yaml",),
-                (OIDC, "broker.allowedPorts={8443}", "broker.cookieDomain=preview.example.com")]
+                (OIDC, "broker.allowedPorts={8443}", "broker.cookieDomain=preview.example.com"),
+                (LIFECYCLE, "extraCACerts.configMap=corporate-ca")]
     for values, *sets in variants:
         seen |= _settings_env(values, component, *sets)
     missing = []
@@ -226,6 +227,41 @@ def test_every_setting_of_both_components_is_a_value(model, component) -> None:
     assert missing == []
     derived = {env_name(n) for n in DERIVED if n in model.model_fields}
     assert derived <= seen
+
+
+@pytest.mark.parametrize("values", [OIDC, LIFECYCLE, CHART / "ci" / "github-values.yaml", CHART / "ci" / "node-values.yaml"])
+def test_no_container_sets_a_variable_twice(values) -> None:
+    """A repeated name hides the first (kubectl warns, server-side apply refuses); the dict above would too."""
+    for dep in of_kind(render(values, "authorization.githubOrgs={acme}"), "Deployment"):
+        for container in dep["spec"]["template"]["spec"]["containers"]:
+            names = [e["name"] for e in container.get("env", [])]
+            assert len(names) == len(set(names)), (dep["metadata"]["name"], sorted(n for n in names if names.count(n) > 1))
+
+
+@pytest.mark.parametrize(("source", "volume"), [
+    ("configMap", {"name": "extra-ca", "configMap": {"name": "corporate-ca", "items": [{"key": "ca.crt", "path": "ca.crt"}]}}),
+    ("secret", {"name": "extra-ca", "secret": {"secretName": "corporate-ca", "items": [{"key": "ca.crt", "path": "ca.crt"}]}}),
+])
+def test_extra_ca_certs_reach_both_components_as_a_mounted_file(source, volume) -> None:
+    docs = render(LIFECYCLE, f"extraCACerts.{source}=corporate-ca")
+    for component in ("broker", "controller"):
+        pod = deployment(docs, component)["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        assert container_env(deployment(docs, component))["PREVIEW_BROKER_EXTRA_CA_CERTS"]["value"] == \
+            "/etc/preview-broker/extra-ca/ca.crt"
+        assert {"name": "extra-ca", "mountPath": "/etc/preview-broker/extra-ca", "readOnly": True} in \
+            container["volumeMounts"]
+        assert volume in pod["volumes"]
+    plain = render(LIFECYCLE)
+    for component in ("broker", "controller"):
+        assert "PREVIEW_BROKER_EXTRA_CA_CERTS" not in container_env(deployment(plain, component))
+        assert all(v["name"] != "extra-ca" for v in deployment(plain, component)["spec"]["template"]["spec"]["volumes"])
+
+
+def test_extra_ca_certs_from_both_places_is_refused() -> None:
+    proc = helm("template", "pb", str(CHART), "-f", str(LIFECYCLE), "--set", "extraCACerts.configMap=a",
+                "--set", "extraCACerts.secret=b", check=False)
+    assert proc.returncode != 0 and "extraCACerts: set configMap or secret, not both" in proc.stderr
 
 
 def test_the_broker_settings_the_chart_writes_are_the_ones_it_reads(tmp_path) -> None:

@@ -379,7 +379,9 @@ def _broker_env(stack: Stack, port: int) -> dict[str, str]:
     if stack.certs is None:
         env["PREVIEW_BROKER_ALLOW_HTTP"] = "true"  # make demo's plain-http mode only
     else:
-        env.update(stack.certs.env())  # the broker trusts Dex's certificate through this run's CA
+        # The broker trusts Dex's certificate through this run's CA, added to the public ones as a
+        # private issuer's would be (EXTRA_CA_CERTS); SSL_CERT_FILE would replace them.
+        env["PREVIEW_BROKER_EXTRA_CA_CERTS"] = str(stack.certs.ca_file)
     return env
 
 

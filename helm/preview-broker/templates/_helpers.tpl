@@ -77,6 +77,29 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace 
 {{- printf "%s:%s" $repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
 
+{{/* EXTRA_CA_CERTS for both components: the env entry, the mount and the volume (empty when unset). */}}
+{{- define "preview-broker.extraCA.env" -}}
+{{- if or .Values.extraCACerts.configMap .Values.extraCACerts.secret }}
+- {name: PREVIEW_BROKER_EXTRA_CA_CERTS, value: /etc/preview-broker/extra-ca/{{ .Values.extraCACerts.key }}}
+{{- end }}
+{{- end -}}
+{{- define "preview-broker.extraCA.mount" -}}
+{{- if or .Values.extraCACerts.configMap .Values.extraCACerts.secret }}
+- {name: extra-ca, mountPath: /etc/preview-broker/extra-ca, readOnly: true}
+{{- end }}
+{{- end -}}
+{{- define "preview-broker.extraCA.volume" -}}
+{{- with .Values.extraCACerts }}
+{{- if .configMap }}
+- name: extra-ca
+  configMap: {name: {{ .configMap }}, items: [{key: {{ .key | quote }}, path: {{ .key | quote }}}]}
+{{- else if .secret }}
+- name: extra-ca
+  secret: {secretName: {{ .secret }}, items: [{key: {{ .key | quote }}, path: {{ .key | quote }}}]}
+{{- end }}
+{{- end }}
+{{- end -}}
+
 {{/* Refuse combinations that cannot work, with a message that says what to change. */}}
 {{- define "preview-broker.validate" -}}
 {{- if not .Values.publicUrl -}}
@@ -84,6 +107,9 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace 
 {{- end -}}
 {{- if and (not .Values.broker.allowHttp) (not (hasPrefix "https://" .Values.publicUrl)) -}}
 {{- fail "publicUrl must start with https:// (broker.allowHttp=true is for local development only)" -}}
+{{- end -}}
+{{- if and .Values.extraCACerts.configMap .Values.extraCACerts.secret -}}
+{{- fail "extraCACerts: set configMap or secret, not both" -}}
 {{- end -}}
 {{- if not .Values.previewDomains -}}
 {{- fail "previewDomains is required, e.g. --set previewDomains={preview.example.com}" -}}
