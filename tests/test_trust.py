@@ -8,6 +8,7 @@ import json
 import ssl
 import tempfile
 import threading
+import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -208,7 +209,8 @@ async def test_s3_calls_trust_the_extra_ca_through_the_bundle(certs: Certs, tmp_
                 await s3.list_buckets()
         bundle = botocore_bundle(str(certs.ca_file), str(tmp_path))
         async with session.create_client("s3", endpoint_url=endpoint, verify=bundle, **creds) as s3:
-            await s3.create_bucket(Bucket="preview-bucket")
-            assert [b["Name"] for b in (await s3.list_buckets())["Buckets"]] == ["preview-bucket"]
+            name = f"trust-{uuid.uuid4().hex[:8]}"  # moto's store is per process: other tests' buckets are there too
+            await s3.create_bucket(Bucket=name)
+            assert name in [b["Name"] for b in (await s3.list_buckets())["Buckets"]]
     finally:
         server.shutdown()
