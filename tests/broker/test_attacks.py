@@ -2,7 +2,11 @@
 
 Threat model (docs/security.md): whoever opens a pull request controls a preview app, its
 pages' scripts, every header that reaches it (including its own host's cookies), and can
-send links to colleagues.  Each test first reproduced its finding on the old code.
+send links to colleagues.  Run against the pre-fix tree (f18412d, with today's test support),
+the tests of findings 1-4, 8, 9 and 12 fail with the finding's own symptom (a 302 to the IdP
+for the relayed gate client, 200 as the victim for a spoofed X-Original-URL, a ticket redeemed
+in another browser or replica, a 500, a session over plain http, a sign-out any page could
+trigger); the flood test of finding 5 needs helpers the old tree lacks.
 """
 
 from __future__ import annotations
