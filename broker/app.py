@@ -134,32 +134,36 @@ class BrokerApp:
             bind_request(scope)  # log lines of this request carry its id (worked out only if one is logged)
             path = scope["path"]
             if path == "/oauth2/auth":
-                started = time.perf_counter()
-                try:
-                    response = self._decide(pick_headers(scope["headers"], self._headers),
-                                            scope["query_string"].decode("latin-1"))
-                except Exception as exc:
-                    response = failure(self.broker, "auth", exc)
-                self._latency.observe(time.perf_counter() - started)
-                self._codes[response.status_code].value += 1
-                await response(scope, receive, send)
+                await self._check(scope, "auth", self._auth, self._latency, self._codes)(scope, receive, send)
                 return
             if path.startswith(self._prefix_slash) or path == self._prefix:
-                started = time.perf_counter()
-                # The original path exactly as the gateway sent it (scope["path"] is percent-decoded).
-                raw = scope.get("raw_path")
-                original = raw.decode("latin-1") if raw else path
-                try:
-                    response = self._decide_gateway(
-                        pick_headers(scope["headers"], self._gateway_headers), original[len(self._prefix):],
-                        scope["query_string"].decode("latin-1"), scope["method"])
-                except Exception as exc:
-                    response = failure(self.broker, "ext_auth", exc)
-                self._gateway_latency.observe(time.perf_counter() - started)
-                self._gateway_codes[response.status_code].value += 1
-                await response(scope, receive, send)
+                check = self._check(scope, "ext_auth", self._ext_auth, self._gateway_latency, self._gateway_codes)
+                await check(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+    def _check(self, scope, name, decide, latency, codes) -> Response:  # type: ignore[no-untyped-def]
+        """Decide, time and count one check; any failure is the endpoint's own error page. (Plain, not
+        async: one coroutine fewer a request on the hottest path.)"""
+        started = time.perf_counter()
+        try:
+            response = decide(scope)
+        except Exception as exc:
+            response = failure(self.broker, name, exc)
+        latency.observe(time.perf_counter() - started)
+        codes[response.status_code].value += 1
+        return response
+
+    def _auth(self, scope) -> Response:  # type: ignore[no-untyped-def]
+        return self._decide(pick_headers(scope["headers"], self._headers), scope["query_string"].decode("latin-1"))
+
+    def _ext_auth(self, scope) -> Response:  # type: ignore[no-untyped-def]
+        # The original path exactly as the gateway sent it (scope["path"] is percent-decoded).
+        raw = scope.get("raw_path")
+        original = raw.decode("latin-1") if raw else scope["path"]
+        return self._decide_gateway(pick_headers(scope["headers"], self._gateway_headers),
+                                    original[len(self._prefix):], scope["query_string"].decode("latin-1"),
+                                    scope["method"])
 
     def metrics_app(self) -> Starlette:
         return self.routes.operations.metrics_app()
