@@ -18,6 +18,7 @@ from broker.boundedlog import BoundedLog
 from broker.cookies import CookieNames, request_cookie, set_cookie_header
 from broker.errors import BrokerError, Gone
 from broker.forwarded import DIRECT_HEADERS, PreviewRequest, from_direct, pick_headers
+from broker.groupfilter import GroupFilter
 from broker.identity import Policy
 from broker.loginstate import login_hash, new_value, valid_value
 from broker.metrics import Metrics
@@ -55,7 +56,7 @@ class Broker:
         self.clock = clock
         self.metrics = metrics or Metrics()
         self.bounded_log = bounded_log or BoundedLog(log)
-        self.serializers = make_serializers(settings.secret_keys, clock)
+        self.serializers = make_serializers(settings.secret_keys, clock, settings.verify_keys)
         # Gate states (recorded after the IdP accepted the code) and tickets (after they
         # redeemed in their own browser): only signed-in users add entries here.
         self.gate_guard = ReplayGuard(clock)
@@ -70,8 +71,8 @@ class Broker:
             session_ttl=settings.session_ttl,
             ticket_ttl=settings.ticket_ttl,
             cookie_domain=settings.cookie_domain,
-            relevant_groups=self.policy.groups,
         )
+        self.groups = GroupFilter(self.policy, settings.header_groups)
         self.extra_ports = frozenset(settings.allowed_ports)
         self.public_host = settings.public_host
         self.public_origin = origin_of(settings.public_url)
@@ -82,13 +83,22 @@ class Broker:
 
     # --- policy helpers ---------------------------------------------------
     def check(self, target: str | None, origin: Origin | None = None) -> Verdict:
-        return check_redirect(
+        verdict = check_redirect(
             target or "",
             self.allowlist,
             allow_http=self.settings.allow_http,
             extra_ports=self.extra_ports,
             origin=origin,
         )
+        if verdict.host == self.public_host:
+            # Whatever the allowlist says (a controller without PUBLIC_URL may publish it): the
+            # broker's own host is never a preview, so never a place to send a login or a code.
+            return Verdict(False, "broker_host")
+        return verdict
+
+    def is_live(self, host: str) -> bool:
+        """A live preview host: in the allowlist, and not the broker's own."""
+        return host != self.public_host and host in self.allowlist
 
     def recheck(self, url: str) -> Verdict:
         """The environment may have been deleted while the user was at the IdP."""

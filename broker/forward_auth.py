@@ -28,6 +28,7 @@ from broker.forwarded import (
     from_gateway,
 )
 from broker.identity import Identity, authorize
+from broker.identity_text import header_value
 from broker.preview import PreviewEndpoints
 from broker.query import parse_params
 from broker.responses import NO_STORE_RAW, PrebuiltResponse
@@ -50,6 +51,7 @@ class ForwardAuth:
         self.gateway_headers = GATEWAY_HEADERS
         self._read = READERS[kind]
         self._allow_http = broker.settings.allow_http
+        self._public_host = broker.public_host  # never a preview, whatever the allowlist says
         # Label lookups cost more than the increments on the hot path: bind them once.
         self._result = {
             r: broker.metrics.auth_checks.labels(r) for r in ("ok", "unauthenticated", "forbidden", "host_not_live")
@@ -73,7 +75,7 @@ class ForwardAuth:
             special = self._special(preview, headers)
             if special is not None:
                 return special
-        if preview.host not in self.b.allowlist:
+        if preview.host not in self.b.allowlist or preview.host == self._public_host:
             self._result["host_not_live"].inc()
             raise Forbidden("host_not_live", "This preview environment is not live.", host=preview.host)
         names = self.b.cookie_names(preview.scheme)
@@ -134,14 +136,11 @@ def _identity_raw_headers(identity: Identity) -> list[tuple[bytes, bytes]]:
 
 
 def identity_headers(identity: Identity) -> dict[str, str]:
-    headers = {"X-Auth-Request-User": _header_safe(identity.user)}
+    """The headers the app reads.  Values are exact and unambiguous (identity_text.header_value):
+    nothing is stripped, so two people never share a value, and no header line can be smuggled."""
+    headers = {"X-Auth-Request-User": header_value(identity.user)}
     if identity.email:
-        headers["X-Auth-Request-Email"] = _header_safe(identity.email)
+        headers["X-Auth-Request-Email"] = header_value(identity.email)
     if identity.groups:
-        headers["X-Auth-Request-Groups"] = _header_safe(",".join(identity.groups))
+        headers["X-Auth-Request-Groups"] = ",".join(header_value(g) for g in identity.groups)
     return headers
-
-
-def _header_safe(value: str) -> str:
-    # Identity comes from the IdP; never let it smuggle a header line.
-    return "".join(ch for ch in value if 0x20 <= ord(ch) < 0x7F)

@@ -23,6 +23,10 @@ class Policy:
         groups = frozenset(g.casefold() for lst in group_lists for g in lst)
         return cls(frozenset(d.casefold() for d in email_domains), groups)
 
+    def names_group(self, group: str) -> bool:
+        """Whether the group rule names `group` (the one comparison authorize makes)."""
+        return group.casefold() in self.groups
+
 
 @dataclass(frozen=True, slots=True)
 class Decision:
@@ -38,6 +42,6 @@ def authorize(identity: Identity, policy: Policy) -> Decision:
         domain = identity.email.rpartition("@")[2].casefold()
         if "*" not in policy.email_domains and domain not in policy.email_domains:
             return Decision(False, "email_domain_not_allowed")
-    if policy.groups and not policy.groups.intersection(g.casefold() for g in identity.groups):
+    if policy.groups and not any(policy.names_group(g) for g in identity.groups):
         return Decision(False, "not_in_allowed_groups")
     return Decision(True, "ok")

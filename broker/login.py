@@ -26,7 +26,8 @@ from starlette.responses import Response
 from broker.cookies import set_cookie_header
 from broker.core import Broker, origin_of
 from broker.errors import BadRequest, Forbidden
-from broker.identity import authorize
+from broker.identity import Identity, authorize
+from broker.identity_text import hidden_character
 from broker.loginstate import (
     bind_hash,
     derive,
@@ -276,6 +277,9 @@ class Login:
         # Recorded only now that the IdP accepted the code: no anonymous request adds an entry.
         if not self.b.gate_guard.first_use("s:" + jti, self.b.clock() + self.b.settings.state_ttl + 1):
             raise self._replayed()
+        # Only the groups that authorization and the identity headers read go on (groupfilter.py).
+        identity = self.b.groups.carried(identity)
+        refuse_hidden_characters(identity)
         decision = authorize(identity, self.b.policy)
         if not decision.allowed:
             raise Forbidden(
@@ -286,9 +290,32 @@ class Login:
             )
         target = self.b.recheck(target.url)  # the code exchange took time: check once more
         ticket = self.b.sessions.mint_ticket(target.host, target.url, identity, login)
+        if not self.b.sessions.fits(ticket, target.host, identity):
+            raise Forbidden(
+                "too_many_groups",
+                f"You are signed in as {identity.user}, but your account's groups do not fit in a browser cookie "
+                f"({len(identity.groups)} groups are passed on). Ask an administrator to narrow "
+                "PREVIEW_BROKER_HEADER_GROUPS.",
+                user=identity.user, groups=len(identity.groups),
+            )
         url = origin_of(target.url) + TICKET_PATH + "?" + urlencode({"ticket": ticket})
         log.info("login_authorized", extra={"mode": "gate", "host": target.host, "user": identity.user})
         return redirect(url)
+
+
+def refuse_hidden_characters(identity: Identity) -> None:
+    """A name with a character nobody sees could pose as another person's: refused, never stripped."""
+    for what, text in (("user name", identity.user), ("email address", identity.email),
+                       *(("group", g) for g in identity.groups)):
+        hidden = hidden_character(text)
+        if hidden is not None:
+            raise Forbidden(
+                "identity_hidden_character",
+                f"Your account's {what} contains an invisible or control character ({hidden}). Preview "
+                "environments refuse such names, so that no one can pose as someone else. Ask your identity "
+                "provider's administrator to correct the account.",
+                field=what, character=hidden.split(" ")[0],
+            )
 
 
 def _digest(text: str) -> str:

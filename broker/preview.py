@@ -77,7 +77,7 @@ class PreviewEndpoints:
 
     def userinfo(self, preview: PreviewRequest | None, session_cookie) -> Response:  # type: ignore[no-untyped-def]
         identity = None
-        if preview is not None and preview.host in self.b.allowlist:
+        if preview is not None and self.b.is_live(preview.host):
             identity = self.b.sessions.verify(session_cookie(self.b.cookie_names(preview.scheme).session),
                                               preview.host)
         if identity is None or preview is None:

@@ -31,6 +31,9 @@ from foundation.hosts import is_under
 
 TICKET_PATH = "/oauth2/ticket"
 MAX_COOKIE_BYTES = 3800
+# The ticket travels in a URL to the preview host: it must pass the broker's own parameter limit
+# (query.MAX_PARAM_LENGTH) and every proxy's request-line limit (nginx's default is 8 KiB).
+MAX_TICKET_BYTES = 3800
 VERIFIED_CACHE_SIZE = 50_000
 
 
@@ -77,14 +80,12 @@ class SessionCodec:
         session_ttl: int,
         ticket_ttl: int,
         cookie_domain: str = "",
-        relevant_groups: frozenset[str] = frozenset(),
     ) -> None:
         self._s = serializers
         self._guard = guard
         self.session_ttl = session_ttl
         self.ticket_ttl = ticket_ttl
         self.cookie_domain = cookie_domain
-        self._relevant = relevant_groups
         self._signature = SessionSignature(serializers.session, session_ttl, serializers.clock)
         # A token that verified once verifies forever under the same keys, so only its age (and
         # host) is checked again: the hot path is a dict lookup.
@@ -92,13 +93,13 @@ class SessionCodec:
 
     # --- sessions -------------------------------------------------------
     def issue(self, host: str, identity: Identity) -> str:
-        scope = self.cookie_domain or host
-        token = dump(self._s.session, {"h": scope, **_identity_payload(identity)})
-        if len(token) > MAX_COOKIE_BYTES and self._relevant:
-            # Too many groups for a cookie: keep only those the policy looks at.
-            kept = tuple(g for g in identity.groups if g.casefold() in self._relevant)
-            token = dump(self._s.session, {"h": scope, **_identity_payload(_replace_groups(identity, kept))})
-        return token
+        """The session token for `host`.  The login already carries only the groups that are read
+        (groupfilter.py) and was refused if it would not fit (`fits`)."""
+        return dump(self._s.session, {"h": self.cookie_domain or host, **_identity_payload(identity)})
+
+    def fits(self, ticket: str, host: str, identity: Identity) -> bool:
+        """Whether the ticket fits a URL and the session it becomes fits a cookie."""
+        return len(ticket) <= MAX_TICKET_BYTES and len(self.issue(host, identity)) <= MAX_COOKIE_BYTES
 
     def verify(self, token: str | None, host: str) -> Identity | None:
         """The identity in a session cookie valid for `host`, else None."""
@@ -156,7 +157,3 @@ class SessionCodec:
         if not isinstance(jti, str) or not self._guard.first_use("t:" + jti, now + self.ticket_ttl + 1):
             raise TokenError("ticket_replayed")
         return Ticket(host, str(payload.get("t", "")), _identity_from(payload))
-
-
-def _replace_groups(identity: Identity, groups: tuple[str, ...]) -> Identity:
-    return Identity(identity.user, identity.email, identity.email_verified, groups)

@@ -39,6 +39,13 @@ class BrokerSettings(BaseModel):
         "In a file: one key a line, or a comma list.",
         json_schema_extra=SECRET,
     )
+    verify_keys: CommaList = Field(
+        default=[],
+        description="Comma list of keys (>= 32 characters each) that verify tokens but never sign them: the first "
+        "stage of a key rotation during a rolling update. Add the new key here on every replica first; once all "
+        "run with it, move it to the end of SECRET_KEYS (docs/operations.md, key rotation).",
+        json_schema_extra=SECRET,
+    )
     provider: Literal["github", "oidc"] = Field(description="Identity provider kind: github or oidc.")
     client_id: str = Field(min_length=1, description="OAuth client id registered at the identity provider.")
     client_secret: str = Field(min_length=1, description="OAuth client secret.", json_schema_extra=SECRET)
@@ -73,6 +80,13 @@ class BrokerSettings(BaseModel):
     github_orgs: CommaList = Field(default=[], description="Gate mode (GitHub): user must be in one of these orgs.")
     github_teams: CommaList = Field(
         default=[], description="Gate mode (GitHub): user must be in one of these teams (org/team-slug)."
+    )
+    header_groups: CommaList = Field(
+        default=[],
+        description="Which of the user's groups X-Auth-Request-Groups names, besides those the rules name "
+        "(ALLOWED_GROUPS, GITHUB_ORGS, GITHUB_TEAMS): exact names, prefixes ending in * (team-*), or * for every "
+        "group. Only these and the rules' groups are carried by the login: a login whose groups do not fit a "
+        "cookie is refused with a page naming this setting.",
     )
     relay_client_ids: CommaList = Field(
         default=[],
@@ -165,6 +179,13 @@ class BrokerSettings(BaseModel):
             raise ValueError("every key must be at least 32 characters")
         return v
 
+    @field_validator("verify_keys")
+    @classmethod
+    def _verify_keys(cls, v: list[str]) -> list[str]:
+        if any(len(k) < 32 for k in v):
+            raise ValueError("every key must be at least 32 characters")
+        return v
+
     @field_validator("allowed_ports")
     @classmethod
     def _ports(cls, v: list[int]) -> list[int]:
@@ -185,8 +206,17 @@ class BrokerSettings(BaseModel):
             fail("oidc_issuer", "is required when PROVIDER=oidc")
         if self.oidc_issuer and urlsplit(self.oidc_issuer).scheme not in ("https", "http"):
             fail("oidc_issuer", "must be an http(s) URL")
+        if set(self.verify_keys) & set(self.secret_keys):
+            fail("verify_keys", "names a key that SECRET_KEYS has too; a key is either verify-only (here) or "
+                 "signing and verifying (SECRET_KEYS), not both")
         domains = tuple(self.preview_domains)
+        try:
+            own = self.public_host
+        except InvalidHost:  # an IP address or a single label (local development): no preview host equals it
+            own = ""
         for h in self.allowed_hosts:
+            if h == own:
+                fail("allowed_hosts", f"names {h}, the broker's own host (PUBLIC_URL): it is never a preview")
             if not is_under(h, domains):
                 fail("allowed_hosts", f"{h} is not under PREVIEW_DOMAINS ({', '.join(domains)})")
         if self.allowlist_source == "static" and not self.allowed_hosts:

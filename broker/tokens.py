@@ -3,7 +3,9 @@
 itsdangerous' URL-safe timed serializers as shipped, one per purpose, each with its own salt,
 so a token minted for one purpose never verifies as another (a session cookie pasted into
 `state` is just a bad signature).  Keys rotate: `SECRET_KEYS` is a list, newest last;
-itsdangerous signs with the last and verifies with every one.  The only change is where
+itsdangerous signs with the last and verifies with every one.  `VERIFY_KEYS` go in front of
+them: they verify and never sign, so a rolling update can teach every pod a new key before
+any pod signs with it.  The only change is where
 "now" comes from: an injectable clock, so expiry tests freeze time instead of sleeping.
 
 Forward auth, the one hot path, refuses bad session cookies with `SessionSignature` below.
@@ -50,14 +52,17 @@ class Serializers:
     clock: Clock
 
 
-def make_serializers(secret_keys: list[str], clock: Clock) -> Serializers:
+def make_serializers(secret_keys: list[str], clock: Clock, verify_keys: list[str] | None = None) -> Serializers:
+    """One serializer per purpose; it signs with the last of `secret_keys` and verifies with those
+    and every one of `verify_keys`."""
+    keys = [*(verify_keys or []), *secret_keys]  # itsdangerous signs with the last key only
     class ClockSigner(TimestampSigner):
         # itsdangerous asks the signer for "now" when signing and when checking max_age.
         def get_timestamp(self) -> int:
             return int(clock())
 
     def build(salt: str) -> URLSafeTimedSerializer:
-        return URLSafeTimedSerializer(secret_keys, salt=salt, signer=ClockSigner)
+        return URLSafeTimedSerializer(keys, salt=salt, signer=ClockSigner)
 
     return Serializers(build(STATE_SALT), build(TICKET_SALT), build(CONFIRM_SALT), build(SESSION_SALT), clock)
 

@@ -149,5 +149,7 @@ def identity_from_claims(claims: dict[str, Any], groups_claim: str, username_cla
         user=str(user),
         email=email or "",
         email_verified=verified,
-        groups=tuple(str(g) for g in groups if isinstance(g, str | int))[:200],
+        # All of them: the login keeps those the rules and HEADER_GROUPS read (groupfilter.py);
+        # a fixed cut here would drop a named group that came 201st.
+        groups=tuple(str(g) for g in groups if isinstance(g, str | int)),
     )

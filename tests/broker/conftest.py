@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import respx
@@ -50,3 +51,20 @@ def nginx_client(allowlist: MutableAllowlist, clock: FrozenClock, idp: FakeIdP) 
     app = create_app(make_settings(forward_auth_proxy="nginx"), allowlist=allowlist, clock=clock)
     with TestClient(app, base_url=PUBLIC, follow_redirects=False) as c:
         yield c
+
+
+@pytest.fixture
+def make_client(allowlist: MutableAllowlist, clock: FrozenClock, idp: FakeIdP) -> Iterator[Callable[..., TestClient]]:
+    """A broker with settings of the test's own (make_settings overrides), closed at the end."""
+    clients: list[TestClient] = []
+
+    def make(**overrides: Any) -> TestClient:
+        app = create_app(make_settings(**overrides), allowlist=allowlist, clock=clock)
+        c = TestClient(app, base_url=PUBLIC, follow_redirects=False)
+        c.__enter__()
+        clients.append(c)
+        return c
+
+    yield make
+    for c in clients:
+        c.__exit__(None, None, None)

@@ -100,13 +100,20 @@ def test_ticket_via_nginx_style_direct_route(client: TestClient, idp: FakeIdP) -
     assert resp.headers["set-cookie"].startswith("__Host-pb_session=")
 
 
-def test_session_opens_the_deep_link_with_identity_headers(client: TestClient, idp: FakeIdP) -> None:
+def test_session_opens_the_deep_link_with_identity_headers(make_client, idp: FakeIdP) -> None:
+    client = make_client(header_groups=["eng"])
     cookie = login_session(client, idp)
     resp = forward_auth(client, DEEP, cookie)
     assert resp.status_code == 202
     assert resp.headers["x-auth-request-user"] == "ada"
     assert resp.headers["x-auth-request-email"] == "ada@example.com"
     assert resp.headers["x-auth-request-groups"] == "eng"
+
+
+def test_groups_no_rule_and_no_header_groups_name_stay_at_the_idp(client: TestClient, idp: FakeIdP) -> None:
+    resp = forward_auth(client, DEEP, login_session(client, idp))
+    assert resp.status_code == 202
+    assert "x-auth-request-groups" not in resp.headers
 
 
 def test_nginx_auth_url_with_x_original_url(nginx_client: TestClient, idp: FakeIdP) -> None:
@@ -321,7 +328,8 @@ def test_sign_out_refuses_foreign_rd(client: TestClient, idp: FakeIdP) -> None:
     assert resp.status_code == 400 and "location" not in resp.headers
 
 
-def test_userinfo_on_preview_host(client: TestClient, idp: FakeIdP) -> None:
+def test_userinfo_on_preview_host(make_client, idp: FakeIdP) -> None:
+    client = make_client(header_groups=["eng"])  # userinfo shows the groups the session carries
     cookie = login_session(client, idp)
     name, value = cookie.split("=", 1)
     client.cookies.clear()

@@ -74,7 +74,8 @@ def test_github_login_with_team_rule(gh, allowlist) -> None:
         assert ok.status_code == 202
         assert ok.headers["x-auth-request-user"] == "octocat"
         assert ok.headers["x-auth-request-email"] == "octocat@example.com"
-        assert ok.headers["x-auth-request-groups"] == "acme,acme/platform"
+        # Only what the rule reads travels (HEADER_GROUPS is empty): the team, not the org.
+        assert ok.headers["x-auth-request-groups"] == "acme/platform"
 
 
 def test_github_without_membership_rules_does_not_ask_for_orgs(gh, allowlist) -> None:
@@ -186,3 +187,10 @@ def test_a_link_to_another_host_is_not_followed_with_the_token(gh, allowlist) ->
         _, resp = _login(c)
         assert resp.status_code == 403  # only the first page counted: not in acme
         assert not stolen.called
+
+
+def test_github_header_groups_star_passes_orgs_and_teams(gh, allowlist) -> None:
+    with _client(allowlist, allowed_email_domains=[], github_teams=["acme/platform"], header_groups=["*"]) as c:
+        _, resp = _login(c)
+        cookie = forward_auth(c, resp.headers["location"]).headers["set-cookie"].split(";")[0]
+        assert forward_auth(c, DEEP, cookie).headers["x-auth-request-groups"] == "acme,acme/platform"
