@@ -1,4 +1,4 @@
-"""Run the broker under uvicorn (uvloop and httptools when installed): the public app, and
+"""Run the broker under uvicorn (on uvloop and httptools, both dependencies): the public app, and
 /metrics on a port of its own, in one event loop."""
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ def _config(app, host: str, port: int) -> uvicorn.Config:  # type: ignore[no-unt
         server_header=False,
         date_header=False,  # one header less to format and validate on every forward-auth answer
         lifespan="on",
+        ws="none",  # no WebSocket endpoint: never load a WebSocket library another package installed
     )
 
 
