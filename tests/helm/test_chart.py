@@ -207,3 +207,13 @@ def test_the_schema_refuses_typos_in_the_gateway_values(bad_set: str) -> None:
     proc = helm("template", "pb", str(CHART), "-f", str(CHART / "ci" / "oidc-values.yaml"), "--set", bad_set,
                 check=False)
     assert proc.returncode != 0 and "schema" in proc.stderr.lower() + proc.stdout.lower()
+
+
+def test_header_groups_reach_the_broker_as_one_comma_list() -> None:
+    def broker_env(*sets: str) -> dict[str, str]:
+        docs = render(CHART / "ci" / "oidc-values.yaml", *sets)
+        dep = next(d for d in by_kind(docs, "Deployment") if d["metadata"]["name"].endswith("-broker"))
+        return {e["name"]: e.get("value") for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+    assert "PREVIEW_BROKER_HEADER_GROUPS" not in broker_env()  # the default: the rules' groups only
+    assert broker_env("authorization.headerGroups={team-*,admins}")["PREVIEW_BROKER_HEADER_GROUPS"] == "team-*,admins"

@@ -210,7 +210,8 @@ def test_every_setting_of_both_components_is_a_value(model, component) -> None:
     variants = [(OIDC,), (LIFECYCLE,), (LIFECYCLE, "controller.github.auth=token"),
                 (CHART / "ci" / "github-values.yaml", "authorization.githubOrgs={acme}"),
                 (CHART / "ci" / "static-values.yaml",),
-                (OIDC, "broker.allowedPorts={8443}", "broker.cookieDomain=preview.example.com"),
+                (OIDC, "broker.allowedPorts={8443}", "broker.cookieDomain=preview.example.com",
+                 "authorization.headerGroups={team-*}"),
                 (LIFECYCLE, "extraCACerts.configMap=corporate-ca")]
     for values, *sets in variants:
         seen |= _settings_env(values, component, *sets)
