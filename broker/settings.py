@@ -14,6 +14,7 @@ from pydantic import (
     model_validator,
 )
 
+from broker.identity import email_domain_rule
 from foundation.config import SECRET, split_list
 from foundation.durations import Duration
 from foundation.hosts import InvalidHost, is_under, normalize_host, parse_domains
@@ -74,10 +75,16 @@ class BrokerSettings(BaseModel):
         "Without it a preview request over plain http never gets a session cookie.",
     )
     allowed_email_domains: CommaList = Field(
-        default=[], description="Gate mode: email domains allowed in (* = any verified email)."
+        default=[], description="Gate mode: email domains allowed in (* = any verified email), compared as IDNA "
+        "A-labels (glaßworks.example is xn--glaworks-sya.example, not glassworks.example); an address whose domain "
+        "is not valid IDNA is refused."
     )
-    allowed_groups: CommaList = Field(default=[], description="Gate mode (OIDC): user must be in one of these groups.")
-    github_orgs: CommaList = Field(default=[], description="Gate mode (GitHub): user must be in one of these orgs.")
+    allowed_groups: CommaList = Field(
+        default=[], description="Gate mode (OIDC): user must be in one of these groups, compared exactly (case too)."
+    )
+    github_orgs: CommaList = Field(
+        default=[], description="Gate mode (GitHub): user must be in one of these orgs (case-insensitive, as GitHub)."
+    )
     github_teams: CommaList = Field(
         default=[], description="Gate mode (GitHub): user must be in one of these teams (org/team-slug)."
     )
@@ -169,6 +176,19 @@ class BrokerSettings(BaseModel):
             except InvalidHost as exc:
                 raise ValueError(f"{h!r} is not a host name: {exc}") from None
         return out
+
+    @field_validator("allowed_email_domains")
+    @classmethod
+    def _email_domains(cls, v: list[str]) -> list[str]:
+        # Compared as IDNA A-labels (broker/identity.py), so written down as one at start-up.
+        return [email_domain_rule(d) for d in v]
+
+    @field_validator("github_orgs", "github_teams")
+    @classmethod
+    def _github_names(cls, v: list[str]) -> list[str]:
+        if not all(name.isascii() for name in v):
+            raise ValueError("GitHub org and team names are ASCII letters, digits and hyphens")
+        return v
 
     @field_validator("secret_keys")
     @classmethod
