@@ -14,6 +14,9 @@ class Identity:
     email: str = ""
     email_verified: bool = False
     groups: tuple[str, ...] = field(default_factory=tuple)
+    # The IdP said the user has groups but left them out of the token (Entra's "groups overage":
+    # `_claim_names`/`hasgroups`), so `groups` is not the user's list and "not in group" would be a lie.
+    groups_overage: bool = False
 
 
 def email_domain(email: str) -> str | None:
@@ -90,6 +93,10 @@ REFUSAL_TEXT = {
     "email_domain_invalid": "the domain of your email address is not a valid domain name.",
     "email_domain_not_allowed": "your email address's domain is not one the administrator allows.",
     "not_in_allowed_groups": "you are not in any group the administrator allows.",
+    "groups_overage": "you are in more groups than your identity provider fits into a login token, so it "
+    "sent none of them and membership cannot be checked. Ask an administrator to have the identity provider "
+    "send only the groups assigned to this application (Microsoft Entra ID: app registration, Token "
+    "configuration, groups claim \"Groups assigned to the application\").",
 }
 
 
@@ -104,5 +111,5 @@ def authorize(identity: Identity, policy: Policy) -> Decision:
         if "*" not in policy.email_domains and domain not in policy.email_domains:
             return Decision(False, "email_domain_not_allowed")
     if policy.needs_groups and not any(policy.names_group(g) for g in identity.groups):
-        return Decision(False, "not_in_allowed_groups")
+        return Decision(False, "groups_overage" if identity.groups_overage else "not_in_allowed_groups")
     return Decision(True, "ok")

@@ -57,6 +57,16 @@ class BrokerSettings(BaseModel):
         default=["openid", "email", "profile", "groups"], description="Scopes requested in gate mode (OIDC)."
     )
     oidc_groups_claim: str = Field(default="groups", description="ID-token/userinfo claim that lists groups.")
+    oidc_email_verified: Literal["claim", "entra"] = Field(
+        default="claim",
+        description="How an OIDC email address counts as verified for ALLOWED_EMAIL_DOMAINS. claim: only when "
+        "the ID token says email_verified: true. entra WEAKENS that to Microsoft Entra ID's own signal (Entra never "
+        "sends email_verified): "
+        "only with a single-tenant issuer (https://login.microsoftonline.com/<tenant id>/v2.0, never "
+        "common/organizations/consumers), and only when the token's tid is that tenant and its optional claim "
+        "xms_edov (email domain owner verified) is true. Add the optional claims email and xms_edov to the "
+        "app registration.",
+    )
     github_url: str = Field(
         default="https://github.com", description="GitHub (Enterprise) web URL; the API is derived from it."
     )
@@ -215,6 +225,7 @@ class BrokerSettings(BaseModel):
 
     @model_validator(mode="after")
     def _combinations(self) -> BrokerSettings:
+        from broker.providers.entra import tenant_of  # here: broker.providers imports this module
         from foundation.config import ConfigError, env_name
 
         def fail(field: str, msg: str) -> None:
@@ -226,6 +237,10 @@ class BrokerSettings(BaseModel):
             fail("oidc_issuer", "is required when PROVIDER=oidc")
         if self.oidc_issuer and urlsplit(self.oidc_issuer).scheme not in ("https", "http"):
             fail("oidc_issuer", "must be an http(s) URL")
+        if self.oidc_email_verified == "entra" and (self.provider != "oidc" or tenant_of(self.oidc_issuer) is None):
+            fail("oidc_email_verified", "entra needs PROVIDER=oidc and OIDC_ISSUER of one tenant, "
+                 "https://login.microsoftonline.com/<tenant id>/v2.0; common, organizations and consumers admit "
+                 "accounts whose email any tenant's administrator sets")
         if set(self.verify_keys) & set(self.secret_keys):
             fail("verify_keys", "names a key that SECRET_KEYS has too; a key is either verify-only (here) or "
                  "signing and verifying (SECRET_KEYS), not both")
