@@ -275,3 +275,18 @@ def test_the_broker_settings_the_chart_writes_are_the_ones_it_reads(tmp_path) ->
     assert (settings.state_ttl, settings.ticket_ttl, settings.session_ttl) == (600, 60, 43200)  # 10m, 1m, 12h
     assert settings.client_secret == "ci-client-secret" and settings.log_format == "json"
     assert settings.oidc_groups_claim == "groups" and settings.idp_timeout == 10
+
+
+def test_the_entra_preset_reaches_the_broker_which_accepts_it_with_a_tenant_issuer(tmp_path) -> None:
+    tenant = "https://login.microsoftonline.com/72f988bf-86f1-41af-91ab-2d7cd011db47/v2.0"
+    plain = container_env(deployment(render(OIDC), "broker"))
+    assert plain["PREVIEW_BROKER_OIDC_EMAIL_VERIFIED"]["value"] == "claim"  # the default: email_verified only
+    docs = render(OIDC, "provider.oidcEmailVerified=entra", f"provider.oidcIssuer={tenant}")
+    env = {k: e.get("value", "") for k, e in container_env(deployment(docs, "broker")).items()}
+    assert env["PREVIEW_BROKER_OIDC_EMAIL_VERIFIED"] == "entra"
+    (tmp_path / "client-secret").write_text("ci-client-secret\n")
+    (tmp_path / "secret-keys").write_text("ci-signing-key-0123456789abcdef0123456789\n")
+    env["PREVIEW_BROKER_CLIENT_SECRET_FILE"] = str(tmp_path / "client-secret")
+    env["PREVIEW_BROKER_SECRET_KEYS_FILE"] = str(tmp_path / "secret-keys")
+    settings = load(BrokerSettings, env)
+    assert (settings.oidc_email_verified, settings.oidc_issuer) == ("entra", tenant)

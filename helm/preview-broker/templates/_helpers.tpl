@@ -120,6 +120,9 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace 
 {{- if and (eq .Values.provider.kind "oidc") (not .Values.provider.oidcIssuer) -}}
 {{- fail "provider.oidcIssuer is required when provider.kind=oidc" -}}
 {{- end -}}
+{{- if and (eq .Values.provider.kind "oidc") (eq .Values.provider.oidcEmailVerified "entra") (not (regexMatch "^https://login\\.(microsoftonline\\.com|microsoftonline\\.us|partner\\.microsoftonline\\.cn)/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/v2\\.0/?$" .Values.provider.oidcIssuer)) -}}
+{{- fail "provider.oidcEmailVerified=entra needs provider.oidcIssuer of one tenant, https://login.microsoftonline.com/<tenant id>/v2.0 (never common, organizations or consumers)" -}}
+{{- end -}}
 {{- if and (not .Values.secrets.existingSecret) (or (not .Values.secrets.clientSecret) (not .Values.secrets.secretKeys)) -}}
 {{- fail "set secrets.existingSecret, or both secrets.clientSecret and secrets.secretKeys" -}}
 {{- end -}}
