@@ -173,9 +173,9 @@ class ControllerSettings(BaseModel):
         "instead. Hosts are still revoked on expiry and close.",
     )
     public_url: str = Field(
-        default="",
-        description="The broker's PUBLIC_URL: no preview may claim its host (or a host under it). Set it: without "
-        "it, a preview under PREVIEW_DOMAINS could claim the broker's own host.",
+        description="The broker's PUBLIC_URL (the same setting the broker reads): no preview may claim its host, "
+        "nor a host under it. Required: without it a preview under PREVIEW_DOMAINS could claim the broker's own "
+        "host and have the brokers publish it as a login target.",
     )
     reserved_hosts: CommaList = Field(
         default_factory=list,
@@ -240,8 +240,7 @@ class ControllerSettings(BaseModel):
     @field_validator("public_url")
     @classmethod
     def _public_url(cls, v: str) -> str:
-        if v:
-            url_host(v)
+        url_host(v)
         return v
 
     @field_validator("auth_wiring_modes")
@@ -324,8 +323,7 @@ class ControllerSettings(BaseModel):
     def reserved(self) -> dict[str, str]:
         """Hosts no preview may claim (nor any host under them) -> why, for the refusal."""
         out = {h: "reserved (RESERVED_HOSTS)" for h in self.reserved_hosts}
-        if self.public_url:
-            out[url_host(self.public_url)] = "the broker's own host (PUBLIC_URL)"
+        out[url_host(self.public_url)] = "the broker's own host (PUBLIC_URL)"
         return out
 
 

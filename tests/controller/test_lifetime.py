@@ -18,7 +18,8 @@ REPO = "acme/shop"
 
 
 def settings(**kw) -> ControllerSettings:
-    return ControllerSettings.model_validate({"preview_domains": ["preview.example.com"], **kw})
+    return ControllerSettings.model_validate({"preview_domains": ["preview.example.com"],
+                                              "public_url": "https://auth.preview.example.com", **kw})
 
 
 def ns(annotations=None, labels=None, deleting=False) -> NamespaceView:

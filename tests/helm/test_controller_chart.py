@@ -150,3 +150,15 @@ def test_lease_timings_follow_client_go_rules(sets: list[str], message: str) -> 
 
 def test_a_derived_renew_deadline_fits_any_lease_duration() -> None:
     assert controller_env(OIDC, "controller.lease.duration=6")["PREVIEW_BROKER_LEASE_DURATION"] == "6"
+
+
+@pytest.mark.parametrize("url", ["https://auth.preview.example.com", "https://login.example.org"])
+def test_one_public_url_value_reaches_both_the_broker_and_the_controller(url) -> None:
+    """Issue 25, item 1: the controller refuses to start without the broker's PUBLIC_URL, and reserves its host;
+    the chart writes that one setting for both Deployments from the one value publicUrl."""
+    docs = render(OIDC, f"publicUrl={url}")
+    deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    seen = {name: [e.get("value") for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]
+                   if e["name"] == "PREVIEW_BROKER_PUBLIC_URL"]
+            for name, dep in deployments.items()}
+    assert seen == {"pb-preview-broker-broker": [url], "pb-preview-broker-controller": [url]}

@@ -93,7 +93,8 @@ async def eventually(check: Callable[[], Any], what: str, timeout: float = 20) -
 
 
 def controller_settings(**kw: Any) -> ControllerSettings:
-    return ControllerSettings.model_validate({"preview_domains": [DOMAIN], "identity": "test", **kw})
+    return ControllerSettings.model_validate({"preview_domains": [DOMAIN], "public_url": f"https://auth.{DOMAIN}",
+                                              "identity": "test", **kw})
 
 
 @contextlib.asynccontextmanager
