@@ -175,7 +175,7 @@ async def test_the_controllers_github_client_and_bucket_janitor_trust_it(certs: 
     monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR: the bundle lands in the test's directory
     settings = ControllerSettings.model_validate({
         "preview_domains": ["preview.example.com"], "public_url": "https://auth.preview.example.com",
-        "github_token": "ghp_test", "github_api_url": https_url,
+        "github_token": "ghp_test", "github_api_url": https_url, "bucket_enabled": True,
         "extra_ca_certs": str(certs.ca_file)})
     extensions = build_extensions(settings, None, Controller(None, settings), None)  # type: ignore[arg-type]
     reporter = next(e for e in extensions if isinstance(e, DeploymentReporter))

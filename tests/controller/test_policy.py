@@ -29,8 +29,10 @@ PUBLIC = {"PREVIEW_BROKER_PUBLIC_URL": "https://auth.preview.example.com"}
 
 
 def settings(**kw) -> ControllerSettings:
+    """Both add-ons on, as for a cluster that runs CloudNativePG and ACK (tests of them off say so)."""
     return ControllerSettings.model_validate({"preview_domains": ["preview.example.com"],
-                                              "public_url": "https://auth.preview.example.com", **kw})
+                                              "public_url": "https://auth.preview.example.com",
+                                              "database_enabled": True, "bucket_enabled": True, **kw})
 
 
 def ns(name="pr-1", created=T0, deleting=False, labels=None, annotations=None) -> NamespaceView:
@@ -253,6 +255,7 @@ def test_database_defaults_leave_class_image_resources_and_target_to_cnpg() -> N
 def test_database_storage_class_image_resources_and_point_in_time_are_settable() -> None:
     s = load(ControllerSettings, {
         "PREVIEW_BROKER_PREVIEW_DOMAINS": "preview.example.com", **PUBLIC,
+        "PREVIEW_BROKER_DATABASE_ENABLED": "true",
         "PREVIEW_BROKER_DATABASE_DESTINATION_PATH": "s3://backups/main",
         "PREVIEW_BROKER_DATABASE_STORAGE_CLASS": "gp3",
         "PREVIEW_BROKER_DATABASE_IMAGE": "ghcr.io/cloudnative-pg/postgresql:17.5",
@@ -318,7 +321,7 @@ def test_controller_settings_errors_name_the_setting() -> None:
     assert err.value.setting == "PREVIEW_BROKER_DEFAULT_TTL"
     with pytest.raises(ConfigError) as err:
         load(ControllerSettings, {"PREVIEW_BROKER_PREVIEW_DOMAINS": "preview.example.com", **PUBLIC,
-                                  "PREVIEW_BROKER_DATABASE_DEFAULT": "true"})
+                                  "PREVIEW_BROKER_DATABASE_ENABLED": "true", "PREVIEW_BROKER_DATABASE_DEFAULT": "true"})
     assert err.value.setting == "PREVIEW_BROKER_DATABASE_DESTINATION_PATH"
 
 
