@@ -196,8 +196,7 @@ DERIVED = {
 # for Middlewares, Services and Ingresses in preview namespaces, which goes in with its values. Remove an
 # entry when its value exists (the test fails until then, so this list cannot go stale).
 # HEADER_GROUPS (issue 25, item 3) came with the broker side on main; its chart value is not part of this branch.
-# VERIFY_KEYS (item 8) gets its chart value in the next commit.
-NOT_YET_VALUES: set[str] = {"header_groups", "verify_keys"}
+NOT_YET_VALUES: set[str] = {"header_groups"}
 
 
 def _settings_env(values: Path, component: str, *sets: str) -> set[str]:
@@ -273,10 +272,13 @@ def test_the_broker_settings_the_chart_writes_are_the_ones_it_reads(tmp_path) ->
     (tmp_path / "secret-keys").write_text("ci-signing-key-0123456789abcdef0123456789\n")
     env["PREVIEW_BROKER_CLIENT_SECRET_FILE"] = str(tmp_path / "client-secret")
     env["PREVIEW_BROKER_SECRET_KEYS_FILE"] = str(tmp_path / "secret-keys")
+    (tmp_path / "verify-keys").write_text("")  # the chart's Secret outside a key rotation
+    env["PREVIEW_BROKER_VERIFY_KEYS_FILE"] = str(tmp_path / "verify-keys")
     settings = load(BrokerSettings, env)
     assert (settings.state_ttl, settings.ticket_ttl, settings.session_ttl) == (600, 60, 43200)  # 10m, 1m, 12h
     assert settings.client_secret == "ci-client-secret" and settings.log_format == "json"
     assert settings.oidc_groups_claim == "groups" and settings.idp_timeout == 10
+    assert settings.verify_keys == []
 
 
 class _UniqueKeys(yaml.SafeLoader):

@@ -163,6 +163,11 @@ defaultTtl); a close deletes with closed.action=delete only where closes are see
 {{- if and .Values.controller.bucket.default (not .Values.controller.bucket.enabled) -}}
 {{- fail "controller.bucket.default=true needs controller.bucket.enabled=true (the ACK add-on and its rights)" -}}
 {{- end -}}
+{{- range .Values.secrets.verifyKeys -}}
+{{- if and (not $.Values.secrets.existingSecret) (has . $.Values.secrets.secretKeys) -}}
+{{- fail "secrets.verifyKeys names a key that secrets.secretKeys has too: a key either only verifies or signs (docs/operations.md, key rotation)" -}}
+{{- end -}}
+{{- end -}}
 {{- if and .Values.controller.database.default (not .Values.controller.database.destinationPath) -}}
 {{- fail "controller.database.default=true needs controller.database.destinationPath (s3://bucket/path)" -}}
 {{- end -}}
