@@ -213,7 +213,7 @@ async def test_the_controller_reconciles_nothing_while_the_lease_cannot_be_acqui
     caplog.set_level(logging.INFO)
     api.missing_namespaces.add(NS)
     settings = ControllerSettings.model_validate({
-        "preview_domains": ["preview.example.com"], "identity": "me", "kube_namespace": NS, "lease_name": LEASE,
+        "preview_domains": ["preview.example.com"], "public_url": "https://auth.preview.example.com", "identity": "me", "kube_namespace": NS, "lease_name": LEASE,
         "lease_duration": 2, "renew_deadline": 1, "retry_period": 0.2})
     metrics = ControllerMetrics()
     stop = asyncio.Event()
@@ -231,7 +231,7 @@ async def test_the_controller_reconciles_nothing_while_the_lease_cannot_be_acqui
 
 def _settings(**kw) -> ControllerSettings:
     return ControllerSettings.model_validate({
-        "preview_domains": ["preview.example.com"], "identity": "me", "kube_namespace": NS, "lease_name": LEASE,
+        "preview_domains": ["preview.example.com"], "public_url": "https://auth.preview.example.com", "identity": "me", "kube_namespace": NS, "lease_name": LEASE,
         "lease_duration": 2, "renew_deadline": 1, "retry_period": 0.2, **kw})
 
 
