@@ -145,6 +145,17 @@ class BrokerSettings(BaseModel):
         "identity provider (a private issuer, GitHub Enterprise).",
     )
     idp_timeout: float = Field(default=10.0, gt=0, le=120, description="Seconds to wait for the IdP.")
+    header_timeout: Duration = Field(
+        default=5, ge=1, le=60,
+        description="How long a client may take to send a request's headers (1s to 1m): from connecting, or from "
+        "the first byte of a later request on a kept-alive connection. Slower connections are closed, so clients "
+        "that trickle headers cannot hold sockets.",
+    )
+    max_connections: int = Field(
+        default=1000, ge=1, le=1_000_000,
+        description="Most connections served at once; one more is answered 503 at once and closed. Start-up checks "
+        "that the open-file limit (RLIMIT_NOFILE) leaves room for it.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
     log_format: Literal["json", "text"] = Field(
         default="json", description="Log lines as JSON objects (for log pipelines) or as text (for people)."

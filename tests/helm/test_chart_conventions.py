@@ -292,6 +292,8 @@ def test_the_entra_preset_reaches_the_broker_which_accepts_it_with_a_tenant_issu
     (tmp_path / "secret-keys").write_text("ci-signing-key-0123456789abcdef0123456789\n")
     env["PREVIEW_BROKER_CLIENT_SECRET_FILE"] = str(tmp_path / "client-secret")
     env["PREVIEW_BROKER_SECRET_KEYS_FILE"] = str(tmp_path / "secret-keys")
+    (tmp_path / "verify-keys").write_text("")  # the chart's Secret outside a key rotation
+    env["PREVIEW_BROKER_VERIFY_KEYS_FILE"] = str(tmp_path / "verify-keys")
     settings = load(BrokerSettings, env)
     assert (settings.oidc_email_verified, settings.oidc_issuer) == ("entra", tenant)
 
