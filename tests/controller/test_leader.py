@@ -237,7 +237,10 @@ def _settings(**kw) -> ControllerSettings:
 
 async def test_the_controller_runs_once_it_holds_the_lease_and_hands_it_over_when_stopped(api: FakeApiserver) -> None:
     metrics, health, stop = ControllerMetrics(), Health(), asyncio.Event()
-    task = asyncio.create_task(run_controller(api.client, _settings(), metrics=metrics,  # type: ignore[attr-defined]
+    # Client-go's own durations: this test is about the hand-over, and the controller's start-up shares
+    # the event loop with the fake apiserver, so a busy machine must not make it miss a 1 s renewal.
+    calm = _settings(lease_duration=15, renew_deadline=10, retry_period=2)
+    task = asyncio.create_task(run_controller(api.client, calm, metrics=metrics,  # type: ignore[attr-defined]
                                               health=health, stop=stop))
 
     def listed() -> bool:
