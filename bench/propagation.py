@@ -46,7 +46,8 @@ DOMAIN = "preview.example.com"
 async def measure(cp, count: int) -> tuple[list[float], list[float]]:
     kube = await Kube.from_kubeconfig(str(cp.kubeconfig))
     broker_kube = await Kube.from_kubeconfig(str(cp.kubeconfig))
-    controller = Controller(kube, ControllerSettings(preview_domains=[DOMAIN], identity="bench"))
+    controller = Controller(kube, ControllerSettings(preview_domains=[DOMAIN], public_url=f"https://auth.{DOMAIN}",
+                                                      identity="bench"))
     task = asyncio.create_task(controller.run())
     allowlist = KubernetesAllowlist(kube=broker_kube)
     await allowlist.start()

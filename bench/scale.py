@@ -122,6 +122,7 @@ def main() -> int:
         results.append(("create namespaces + ingresses", f"{time.monotonic() - t0:.1f} s"))
         env = {k: v for k, v in os.environ.items() if not k.startswith("PREVIEW_BROKER_")}
         env.update({"KUBECONFIG": str(cp.kubeconfig), "PREVIEW_BROKER_PREVIEW_DOMAINS": DOMAIN,
+                    "PREVIEW_BROKER_PUBLIC_URL": f"https://auth.{DOMAIN}",
                     "PREVIEW_BROKER_LEADER_ELECTION": "false", "PREVIEW_BROKER_LOG_LEVEL": "WARNING"})
         expected = 2 * a.namespaces  # annotation host + ingress host
         for label in ("controller first sync (writes every PreviewEnvironment)", "controller restart sync"):

@@ -63,7 +63,7 @@ class Broker:
         # Relay states, recorded at callback: anyone can add entries; a flood only evicts.
         self.relay_guard = ReplayGuard(clock)
         self.policy = Policy.build(
-            settings.allowed_email_domains, settings.allowed_groups, settings.github_orgs, settings.github_teams
+            settings.allowed_email_domains, settings.allowed_groups, settings.github_orgs + settings.github_teams
         )
         self.sessions = SessionCodec(
             self.serializers,

@@ -27,7 +27,7 @@ from broker.forwarded import (
     PreviewRequest,
     from_gateway,
 )
-from broker.identity import Identity, authorize
+from broker.identity import REFUSAL_TEXT, Identity, authorize
 from broker.identity_text import header_value
 from broker.preview import PreviewEndpoints
 from broker.query import parse_params
@@ -100,7 +100,8 @@ class ForwardAuth:
                 answer = session.answer = decision.reason
         if type(answer) is str:
             self._result["forbidden"].inc()
-            raise Forbidden(f"not_authorized_{answer}", "This account is not allowed into previews.",
+            raise Forbidden(f"not_authorized_{answer}", "This account is not allowed into previews: "
+                            + REFUSAL_TEXT.get(answer, "the rules do not admit it."),
                             host=preview.host)
         self._result["ok"].inc()
         return answer[allow]

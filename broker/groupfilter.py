@@ -9,6 +9,7 @@ keeps exactly those, in the IdP's order, and nothing else travels (pure policy, 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 
 from broker.identity import Identity, Policy
 
@@ -33,4 +34,4 @@ class GroupFilter:
         kept = tuple(dict.fromkeys(g for g in identity.groups if self.keeps(g)))
         if kept == identity.groups:
             return identity
-        return Identity(identity.user, identity.email, identity.email_verified, kept)
+        return replace(identity, groups=kept)

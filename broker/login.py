@@ -26,7 +26,7 @@ from starlette.responses import Response
 from broker.cookies import set_cookie_header
 from broker.core import Broker, origin_of
 from broker.errors import BadRequest, Forbidden
-from broker.identity import Identity, authorize
+from broker.identity import REFUSAL_TEXT, Identity, authorize
 from broker.identity_text import hidden_character
 from broker.loginstate import (
     bind_hash,
@@ -284,7 +284,8 @@ class Login:
         if not decision.allowed:
             raise Forbidden(
                 f"not_authorized_{decision.reason}",
-                f"You are signed in as {identity.user}, but this account is not allowed into preview environments. "
+                f"You are signed in as {identity.user}, but this account is not allowed into preview environments: "
+                f"{REFUSAL_TEXT.get(decision.reason, 'the rules do not admit it.')} "
                 "Ask an administrator to add you, or sign in with another account.",
                 user=identity.user,
             )

@@ -111,6 +111,12 @@ class Metrics:
         self.refused = Counter(
             "preview_broker_refused", "Requests refused, by endpoint and reason", ["endpoint", "reason"], registry=r
         )
+        self.connections_closed = Counter(
+            "preview_broker_connections_closed",
+            "Connections the broker closed itself: slow_headers (not sent within HEADER_TIMEOUT) or "
+            "over_capacity (refused with 503 past MAX_CONNECTIONS)", ["reason"], registry=r)
+        for reason in ("slow_headers", "over_capacity"):
+            self.connections_closed.labels(reason)
         self.auth_checks = _Labelled(Count)
         self.logins_started = _Labelled(Count)
         self.latency = _Labelled(Durations)

@@ -58,7 +58,10 @@ class Ticket:
 
 
 def _identity_payload(identity: Identity) -> dict[str, Any]:
-    return {"u": identity.user, "e": identity.email, "v": identity.email_verified, "g": list(identity.groups)}
+    payload = {"u": identity.user, "e": identity.email, "v": identity.email_verified, "g": list(identity.groups)}
+    if identity.groups_overage:  # only then: every other login's cookie keeps its size
+        payload["o"] = True
+    return payload
 
 
 def _identity_from(payload: dict[str, Any]) -> Identity:
@@ -68,6 +71,7 @@ def _identity_from(payload: dict[str, Any]) -> Identity:
         email=str(payload.get("e", "")),
         email_verified=payload.get("v") is True,
         groups=tuple(str(g) for g in groups) if isinstance(groups, list) else (),
+        groups_overage=payload.get("o") is True,
     )
 
 

@@ -14,6 +14,7 @@ from pydantic import (
     model_validator,
 )
 
+from broker.identity import email_domain_rule
 from foundation.config import SECRET, split_list
 from foundation.durations import Duration
 from foundation.hosts import InvalidHost, is_under, normalize_host, parse_domains
@@ -56,6 +57,16 @@ class BrokerSettings(BaseModel):
         default=["openid", "email", "profile", "groups"], description="Scopes requested in gate mode (OIDC)."
     )
     oidc_groups_claim: str = Field(default="groups", description="ID-token/userinfo claim that lists groups.")
+    oidc_email_verified: Literal["claim", "entra"] = Field(
+        default="claim",
+        description="How an OIDC email address counts as verified for ALLOWED_EMAIL_DOMAINS. claim: only when "
+        "the ID token says email_verified: true. entra WEAKENS that to Microsoft Entra ID's own signal (Entra never "
+        "sends email_verified): "
+        "only with a single-tenant issuer (https://login.microsoftonline.com/<tenant id>/v2.0, never "
+        "common/organizations/consumers), and only when the token's tid is that tenant and its optional claim "
+        "xms_edov (email domain owner verified) is true. Add the optional claims email and xms_edov to the "
+        "app registration.",
+    )
     github_url: str = Field(
         default="https://github.com", description="GitHub (Enterprise) web URL; the API is derived from it."
     )
@@ -74,10 +85,16 @@ class BrokerSettings(BaseModel):
         "Without it a preview request over plain http never gets a session cookie.",
     )
     allowed_email_domains: CommaList = Field(
-        default=[], description="Gate mode: email domains allowed in (* = any verified email)."
+        default=[], description="Gate mode: email domains allowed in (* = any verified email), compared as IDNA "
+        "A-labels (glaßworks.example is xn--glaworks-sya.example, not glassworks.example); an address whose domain "
+        "is not valid IDNA is refused."
     )
-    allowed_groups: CommaList = Field(default=[], description="Gate mode (OIDC): user must be in one of these groups.")
-    github_orgs: CommaList = Field(default=[], description="Gate mode (GitHub): user must be in one of these orgs.")
+    allowed_groups: CommaList = Field(
+        default=[], description="Gate mode (OIDC): user must be in one of these groups, compared exactly (case too)."
+    )
+    github_orgs: CommaList = Field(
+        default=[], description="Gate mode (GitHub): user must be in one of these orgs (case-insensitive, as GitHub)."
+    )
     github_teams: CommaList = Field(
         default=[], description="Gate mode (GitHub): user must be in one of these teams (org/team-slug)."
     )
@@ -128,6 +145,17 @@ class BrokerSettings(BaseModel):
         "identity provider (a private issuer, GitHub Enterprise).",
     )
     idp_timeout: float = Field(default=10.0, gt=0, le=120, description="Seconds to wait for the IdP.")
+    header_timeout: Duration = Field(
+        default=5, ge=1, le=60,
+        description="How long a client may take to send a request's headers (1s to 1m): from connecting, or from "
+        "the first byte of a later request on a kept-alive connection. Slower connections are closed, so clients "
+        "that trickle headers cannot hold sockets.",
+    )
+    max_connections: int = Field(
+        default=1000, ge=1, le=1_000_000,
+        description="Most connections served at once; one more is answered 503 at once and closed. Start-up checks "
+        "that the open-file limit (RLIMIT_NOFILE) leaves room for it.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
     log_format: Literal["json", "text"] = Field(
         default="json", description="Log lines as JSON objects (for log pipelines) or as text (for people)."
@@ -170,6 +198,19 @@ class BrokerSettings(BaseModel):
                 raise ValueError(f"{h!r} is not a host name: {exc}") from None
         return out
 
+    @field_validator("allowed_email_domains")
+    @classmethod
+    def _email_domains(cls, v: list[str]) -> list[str]:
+        # Compared as IDNA A-labels (broker/identity.py), so written down as one at start-up.
+        return [email_domain_rule(d) for d in v]
+
+    @field_validator("github_orgs", "github_teams")
+    @classmethod
+    def _github_names(cls, v: list[str]) -> list[str]:
+        if not all(name.isascii() for name in v):
+            raise ValueError("GitHub org and team names are ASCII letters, digits and hyphens")
+        return v
+
     @field_validator("secret_keys")
     @classmethod
     def _keys(cls, v: list[str]) -> list[str]:
@@ -195,6 +236,7 @@ class BrokerSettings(BaseModel):
 
     @model_validator(mode="after")
     def _combinations(self) -> BrokerSettings:
+        from broker.providers.entra import tenant_of  # here: broker.providers imports this module
         from foundation.config import ConfigError, env_name
 
         def fail(field: str, msg: str) -> None:
@@ -206,6 +248,10 @@ class BrokerSettings(BaseModel):
             fail("oidc_issuer", "is required when PROVIDER=oidc")
         if self.oidc_issuer and urlsplit(self.oidc_issuer).scheme not in ("https", "http"):
             fail("oidc_issuer", "must be an http(s) URL")
+        if self.oidc_email_verified == "entra" and (self.provider != "oidc" or tenant_of(self.oidc_issuer) is None):
+            fail("oidc_email_verified", "entra needs PROVIDER=oidc and OIDC_ISSUER of one tenant, "
+                 "https://login.microsoftonline.com/<tenant id>/v2.0; common, organizations and consumers admit "
+                 "accounts whose email any tenant's administrator sets")
         if set(self.verify_keys) & set(self.secret_keys):
             fail("verify_keys", "names a key that SECRET_KEYS has too; a key is either verify-only (here) or "
                  "signing and verifying (SECRET_KEYS), not both")

@@ -109,11 +109,13 @@ def build_extensions(settings: ControllerSettings, kube: Kube, controller: Contr
     """Side jobs with their own queues: bucket emptying, GitHub statuses, pull-request checks."""
     from controller.buckets import BucketJanitor
 
-    extensions: list = [BucketJanitor(kube, controller.cache, endpoint_url=settings.s3_endpoint_url,
-                                      region=settings.s3_region, ca_bundle=botocore_bundle(settings.extra_ca_certs),
-                                      dry_run=settings.dry_run,
-                                      announce=controller.announce, fence=fence,
-                                      upstream=controller.metrics.upstream)]
+    extensions: list = []
+    if settings.bucket_enabled:  # off: no Buckets are watched, so there is nothing to empty
+        extensions.append(BucketJanitor(kube, controller.cache, endpoint_url=settings.s3_endpoint_url,
+                                        region=settings.s3_region, ca_bundle=botocore_bundle(settings.extra_ca_certs),
+                                        dry_run=settings.dry_run,
+                                        announce=controller.announce, fence=fence,
+                                        upstream=controller.metrics.upstream))
     if settings.github_enabled:
         import httpx
 

@@ -302,6 +302,15 @@ def plan(
     expires_at = standing.life.expires_at
     want_db = _wanted(ns, contract.ANN_DATABASE, settings.database_default)
     want_bucket = _wanted(ns, contract.ANN_BUCKET, settings.bucket_default)
+    # An add-on that is off has no watch and no rights (DATABASE_DEFAULT and BUCKET_DEFAULT need it on):
+    # a namespace whose annotation asks for it is told so, once.
+    off = []
+    if want_db and not settings.database_enabled:
+        off.append((contract.ANN_DATABASE, "database"))
+    if want_bucket and not settings.bucket_enabled:
+        off.append((contract.ANN_BUCKET, "bucket"))
+    want_db = want_db and settings.database_enabled
+    want_bucket = want_bucket and settings.bucket_enabled
     status: dict[str, Any] = {
         "allowedHosts": [],
         "refusedHosts": refused,
@@ -317,6 +326,9 @@ def plan(
     first = current.get("phase") is None
     if standing.life.warning and first:
         result.events.append(standing.life.warning)
+    for ann, name in off if first else ():
+        result.events.append(Event("Warning", "AddonDisabled",
+                                   f"{ann}=true ignored: the {name} add-on is off ({name.upper()}_ENABLED)"))
     delete_why = ""
 
     def requeue_at(when: datetime) -> None:
@@ -328,7 +340,9 @@ def plan(
     elif standing.closed is not None:
         status["phase"] = PHASE_CLOSED
         status["message"] = standing.closed["reason"]
-        if settings.closed_action == "delete":
+        # Only a configured close detection deletes: a close recorded under an earlier configuration
+        # keeps its hosts revoked, but without GitHub or Argo CD the chart grants no namespace delete.
+        if settings.closed_action == "delete" and settings.detects_closes:
             due = deletion_due(standing.closed, settings.closed_grace, now)
             if now >= due:
                 delete_why = standing.closed["reason"]

@@ -194,10 +194,11 @@ class Controller:
         if "HTTPRoute" in self.available_kinds:  # Gateway API: only where its CRDs are served
             out.append(w("/apis/gateway.networking.k8s.io/v1/httproutes", "httproutes", *self._route_handlers("httproute"),
                          transform=lambda o: (_ns_of(o), policy.RouteView.from_httproute(o))))
-        # CloudNativePG and ACK are optional: watch their objects only where their CRDs are served.
-        if "Cluster" in self.available_kinds:
+        # CloudNativePG and ACK are optional: watch their objects only when their add-on is on (the chart
+        # grants their rights only then) and only where their CRDs are served.
+        if "Cluster" in self.available_kinds and self.settings.database_enabled:
             out.append(w("/apis/postgresql.cnpg.io/v1/clusters", "cnpg-clusters", cl_sync, cl_event, MANAGED_SELECTOR))
-        if "Bucket" in self.available_kinds:
+        if "Bucket" in self.available_kinds and self.settings.bucket_enabled:
             out.append(w("/apis/s3.services.k8s.aws/v1alpha1/buckets", "ack-buckets", bk_sync, bk_event, MANAGED_SELECTOR))
         if "Application" in self.available_kinds and self.settings.argocd_namespace:
             # Only the names: Applications are large, and all that matters is which still exist.

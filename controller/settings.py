@@ -84,6 +84,12 @@ class ControllerSettings(BaseModel):
         description="On expiry: revoke the hosts only, or also delete the namespace (with Argo CD selfHeal "
         "a deleted namespace of an open PR comes back; revoke is the safe default).",
     )
+    database_enabled: bool = Field(
+        default=False,
+        description="Run the database add-on (CloudNativePG): watch Clusters and create them for the previews that "
+        "want one. Off, the controller neither reads nor writes CloudNativePG objects (and needs no rights on them); "
+        "a namespace's preview-broker.io/database annotation is then ignored with a Warning event.",
+    )
     database_default: bool = Field(default=False, description="Create a cloned database unless a namespace opts out.")
     database_mode: Literal["plugin", "in-tree"] = Field(
         default="plugin",
@@ -114,6 +120,12 @@ class ControllerSettings(BaseModel):
         default="",
         description="Point in time (RFC 3339) the clone is recovered to; empty = the end of the WAL archive. "
         "The annotation preview-broker.io/database-target-time overrides it per preview.",
+    )
+    bucket_enabled: bool = Field(
+        default=False,
+        description="Run the bucket add-on (ACK s3-controller): watch Buckets, create them for the previews that "
+        "want one and empty them before deletion. Off, the controller neither reads nor writes ACK Buckets; a "
+        "namespace's preview-broker.io/bucket annotation is then ignored with a Warning event.",
     )
     bucket_default: bool = Field(default=False, description="Create an S3 bucket unless a namespace opts out.")
     bucket_prefix: str = Field(default="preview", description="Prefix of bucket names (kept DNS-valid).")
@@ -173,9 +185,9 @@ class ControllerSettings(BaseModel):
         "instead. Hosts are still revoked on expiry and close.",
     )
     public_url: str = Field(
-        default="",
-        description="The broker's PUBLIC_URL: no preview may claim its host (or a host under it). Set it: without "
-        "it, a preview under PREVIEW_DOMAINS could claim the broker's own host.",
+        description="The broker's PUBLIC_URL (the same setting the broker reads): no preview may claim its host, "
+        "nor a host under it. Required: without it a preview under PREVIEW_DOMAINS could claim the broker's own "
+        "host and have the brokers publish it as a login target.",
     )
     reserved_hosts: CommaList = Field(
         default_factory=list,
@@ -240,8 +252,7 @@ class ControllerSettings(BaseModel):
     @field_validator("public_url")
     @classmethod
     def _public_url(cls, v: str) -> str:
-        if v:
-            url_host(v)
+        url_host(v)
         return v
 
     @field_validator("auth_wiring_modes")
@@ -274,6 +285,9 @@ class ControllerSettings(BaseModel):
     def _combinations(self) -> ControllerSettings:
         from foundation.config import ConfigError, env_name
 
+        for addon in ("database", "bucket"):
+            if getattr(self, f"{addon}_default") and not getattr(self, f"{addon}_enabled"):
+                raise ConfigError(env_name(f"{addon}_default"), f"needs {env_name(addon + '_enabled')}=true")
         if self.database_default and not self.database_destination_path:
             raise ConfigError(env_name("database_destination_path"), "is required when DATABASE_DEFAULT=true")
         app = (self.github_app_id, self.github_app_installation_id, self.github_app_private_key_file)
@@ -313,6 +327,20 @@ class ControllerSettings(BaseModel):
         return bool(self.github_token or self.github_app_id)
 
     @property
+    def detects_closes(self) -> bool:
+        """Whether anything can tell this controller that a pull request closed: GitHub lookups or Argo CD.
+        Without either, CLOSED_ACTION=delete can never delete (the chart then grants no namespace delete)."""
+        return bool(self.argocd_namespace) or (self.github_enabled and self.pull_request_check_interval > 0)
+
+    @property
+    def deletes_namespaces(self) -> bool:
+        """Whether this configuration can delete a namespace; helm/preview-broker grants namespace delete
+        under exactly this condition (`preview-broker.deletesNamespaces`). EXPIRY_ACTION=delete counts even
+        without DEFAULT_TTL: a namespace's own ttl / expires-at annotation can expire it."""
+        closes = self.closed_action == "delete" and self.detects_closes
+        return not self.dry_run and (self.expiry_action == "delete" or closes)
+
+    @property
     def renew_deadline_seconds(self) -> float:
         return self.renew_deadline if self.renew_deadline is not None else self.lease_duration * 2 / 3
 
@@ -324,8 +352,7 @@ class ControllerSettings(BaseModel):
     def reserved(self) -> dict[str, str]:
         """Hosts no preview may claim (nor any host under them) -> why, for the refusal."""
         out = {h: "reserved (RESERVED_HOSTS)" for h in self.reserved_hosts}
-        if self.public_url:
-            out[url_host(self.public_url)] = "the broker's own host (PUBLIC_URL)"
+        out[url_host(self.public_url)] = "the broker's own host (PUBLIC_URL)"
         return out
 
 

@@ -104,7 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "broker":
         from broker.serve import serve
 
-        return serve(settings, host=args.host, port=args.port, metrics_port=args.metrics_port)
+        try:
+            return serve(settings, host=args.host, port=args.port, metrics_port=args.metrics_port)
+        except ConfigError as exc:  # a setting only start-up can check (MAX_CONNECTIONS against RLIMIT_NOFILE)
+            print(f"preview-broker: {exc}", file=sys.stderr)
+            return 2
     from controller.main import run
 
     return run(settings, metrics_port=args.metrics_port)

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from importlib import metadata
 
+import pytest
+
 BASE = {
     "PREVIEW_BROKER_PUBLIC_URL": "https://auth.preview.example.com",
     "PREVIEW_BROKER_PREVIEW_DOMAINS": "preview.example.com",
@@ -50,8 +52,12 @@ def test_check_config_of_the_controller_accepts_broker_settings_and_validates_it
     assert bad.stderr.startswith("preview-broker: PREVIEW_BROKER_CLOSED_GRACE: ") and bad.stderr.count("\n") == 1
 
 
-def test_check_config_names_a_missing_setting_in_one_line() -> None:
+@pytest.mark.parametrize("component", ["broker", "controller"])
+def test_check_config_names_a_missing_setting_in_one_line(component) -> None:
+    """PUBLIC_URL is one setting both read: the controller, too, stops without the broker's own URL (issue 25,
+    item 1), before its start-up does anything else."""
     env = {k: v for k, v in BASE.items() if k != "PREVIEW_BROKER_PUBLIC_URL"}
-    proc = cli("check-config", "broker", **env)
-    assert proc.returncode == 2
-    assert proc.stderr == "preview-broker: PREVIEW_BROKER_PUBLIC_URL: is required but not set\n"
+    for command in (("check-config", component), (component,)):
+        proc = cli(*command, **env)
+        assert proc.returncode == 2 and proc.stdout == ""
+        assert proc.stderr == "preview-broker: PREVIEW_BROKER_PUBLIC_URL: is required but not set\n"

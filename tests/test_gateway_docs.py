@@ -13,6 +13,7 @@ BROKER = "http://preview-broker-broker.preview-broker.svc.cluster.local:80"
 
 def test_the_middleware_recipe_is_the_generated_middleware() -> None:
     settings = ControllerSettings.model_validate({"preview_domains": ["preview.example.com"], "auth_wiring": "traefik",
+                                                  "public_url": "https://auth.preview.example.com",
                                                   "broker_internal_url": BROKER})
     (generated,) = resources.auth_wiring("NS", "traefik", [], settings)
     generated["metadata"].pop("labels")

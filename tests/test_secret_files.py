@@ -43,6 +43,7 @@ def test_a_comma_list_in_the_keys_file_works_too(tmp_path) -> None:
 
 def test_the_github_token_comes_from_a_file(tmp_path) -> None:
     env = {"PREVIEW_BROKER_PREVIEW_DOMAINS": "preview.example.com",
+           "PREVIEW_BROKER_PUBLIC_URL": "https://auth.preview.example.com",
            "PREVIEW_BROKER_GITHUB_TOKEN_FILE": write(tmp_path, "token", "ghp_x\n")}
     assert load(ControllerSettings, env).github_token == "ghp_x"
 

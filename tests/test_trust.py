@@ -36,7 +36,8 @@ BROKER_ENV = {
     "PREVIEW_BROKER_ALLOWED_HOSTS": "pr-1.preview.example.com",
     "PREVIEW_BROKER_GITHUB_ORGS": "acme",
 }
-CONTROLLER_ENV = {"PREVIEW_BROKER_PREVIEW_DOMAINS": "preview.example.com"}
+CONTROLLER_ENV = {"PREVIEW_BROKER_PREVIEW_DOMAINS": "preview.example.com",
+                  "PREVIEW_BROKER_PUBLIC_URL": "https://auth.preview.example.com"}
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +174,8 @@ async def test_the_controllers_github_client_and_bucket_janitor_trust_it(certs: 
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR: the bundle lands in the test's directory
     settings = ControllerSettings.model_validate({
-        "preview_domains": ["preview.example.com"], "github_token": "ghp_test", "github_api_url": https_url,
+        "preview_domains": ["preview.example.com"], "public_url": "https://auth.preview.example.com",
+        "github_token": "ghp_test", "github_api_url": https_url, "bucket_enabled": True,
         "extra_ca_certs": str(certs.ca_file)})
     extensions = build_extensions(settings, None, Controller(None, settings), None)  # type: ignore[arg-type]
     reporter = next(e for e in extensions if isinstance(e, DeploymentReporter))

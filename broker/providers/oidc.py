@@ -20,6 +20,7 @@ from joserfc.jwk import KeySet
 
 from broker.errors import IdPError, LoginRefused
 from broker.identity import Identity
+from broker.providers import entra
 from broker.providers.base import (
     Transports,
     exchange_code,
@@ -47,6 +48,8 @@ class OIDCProvider:
         self._discovery: dict[str, Any] | None = None
         self._discovered_at = 0.0
         self._keys: KeySet | None = None
+        # OIDC_EMAIL_VERIFIED=entra: the one tenant whose tokens may vouch for an email (settings checked it).
+        self._tenant = entra.tenant_of(self.issuer) if settings.oidc_email_verified == "entra" else None
 
     async def discovery(self) -> dict[str, Any]:
         if self._discovery is not None and time.monotonic() - self._discovered_at < DISCOVERY_TTL:
@@ -95,6 +98,8 @@ class OIDCProvider:
         if not isinstance(id_token, str):
             raise LoginRefused("no_id_token", "The identity provider sent no ID token (is the openid scope allowed?).")
         claims = await self._verify_id_token(id_token, nonce, tokens["access_token"])
+        # Entra vouches (xms_edov) for the ID token's own email: decided before userinfo adds anything.
+        verified = entra.email_verified(claims, self._tenant) if self._tenant else None
         groups_claim = self._settings.oidc_groups_claim
         if groups_claim not in claims and doc.get("userinfo_endpoint") and self._settings.allowed_groups:
             async with idp_call("userinfo"):
@@ -103,8 +108,9 @@ class OIDCProvider:
                 )
             extra = json_body(info, "userinfo") if info.status_code == 200 else {}
             if isinstance(extra, dict) and extra.get("sub") == claims.get("sub"):
-                claims = {**extra, **claims, groups_claim: extra.get(groups_claim, [])}
-        return identity_from_claims(claims, groups_claim, self._settings.oidc_username_claim)
+                # The ID token's claims win; userinfo adds what it lacks (the groups, if userinfo has them).
+                claims = {**extra, **claims}
+        return identity_from_claims(claims, groups_claim, self._settings.oidc_username_claim, verified)
 
     async def _verify_id_token(self, id_token: str, nonce: str, access_token: str) -> dict[str, Any]:
         for attempt in (0, 1):
@@ -132,17 +138,33 @@ class OIDCProvider:
         return dict(claims)
 
 
-def identity_from_claims(claims: dict[str, Any], groups_claim: str, username_claim: str) -> Identity:
+def groups_overage(claims: dict[str, Any], groups_claim: str) -> bool:
+    """Whether the IdP said the user's groups exist but left them out of the token: a distributed
+    claim (OpenID Connect Core 5.6.2: `_claim_names` names the claim, `_claim_sources` the endpoint
+    to fetch it from; Entra's "groups overage" above 200 groups) or Entra's `hasgroups: true`.
+    Fetching them would mean calling Microsoft Graph with a token the broker does not ask for; the
+    login is refused with that reason instead (broker/identity.py)."""
+    if claims.get(groups_claim) is not None:
+        return False
+    names = claims.get("_claim_names")
+    return (isinstance(names, dict) and groups_claim in names) or claims.get("hasgroups") is True
+
+
+def identity_from_claims(claims: dict[str, Any], groups_claim: str, username_claim: str,
+                         verified: bool | None = None) -> Identity:
     """Who logged in, from verified claims.  The user name comes only from the claim the operator
     names as the provider's user name, else the email, else `sub`: never from a display name
-    (`name`), which users edit freely and which would let one person pose as another."""
+    (`name`), which users edit freely and which would let one person pose as another.
+    `verified` is the provider's own ruling on the email (OIDC_EMAIL_VERIFIED=entra: broker/providers/entra.py);
+    None: the OIDC rule, `email_verified: true`."""
     groups = claims.get(groups_claim) or []
     if isinstance(groups, str):
         groups = [groups]
     if not isinstance(groups, list):
         groups = []
     email = claims.get("email") if isinstance(claims.get("email"), str) else ""
-    verified = claims.get("email_verified") is True
+    if verified is None:
+        verified = claims.get("email_verified") is True
     asserted = claims.get(username_claim) if username_claim else None
     user = asserted if isinstance(asserted, str) and asserted else (email if verified else "") or str(claims["sub"])
     return Identity(
@@ -152,4 +174,5 @@ def identity_from_claims(claims: dict[str, Any], groups_claim: str, username_cla
         # All of them: the login keeps those the rules and HEADER_GROUPS read (groupfilter.py);
         # a fixed cut here would drop a named group that came 201st.
         groups=tuple(str(g) for g in groups if isinstance(g, str | int)),
+        groups_overage=groups_overage(claims, groups_claim),
     )

@@ -213,7 +213,7 @@ async def test_the_controller_reconciles_nothing_while_the_lease_cannot_be_acqui
     caplog.set_level(logging.INFO)
     api.missing_namespaces.add(NS)
     settings = ControllerSettings.model_validate({
-        "preview_domains": ["preview.example.com"], "identity": "me", "kube_namespace": NS, "lease_name": LEASE,
+        "preview_domains": ["preview.example.com"], "public_url": "https://auth.preview.example.com", "identity": "me", "kube_namespace": NS, "lease_name": LEASE,
         "lease_duration": 2, "renew_deadline": 1, "retry_period": 0.2})
     metrics = ControllerMetrics()
     stop = asyncio.Event()
@@ -231,13 +231,16 @@ async def test_the_controller_reconciles_nothing_while_the_lease_cannot_be_acqui
 
 def _settings(**kw) -> ControllerSettings:
     return ControllerSettings.model_validate({
-        "preview_domains": ["preview.example.com"], "identity": "me", "kube_namespace": NS, "lease_name": LEASE,
+        "preview_domains": ["preview.example.com"], "public_url": "https://auth.preview.example.com", "identity": "me", "kube_namespace": NS, "lease_name": LEASE,
         "lease_duration": 2, "renew_deadline": 1, "retry_period": 0.2, **kw})
 
 
 async def test_the_controller_runs_once_it_holds_the_lease_and_hands_it_over_when_stopped(api: FakeApiserver) -> None:
     metrics, health, stop = ControllerMetrics(), Health(), asyncio.Event()
-    task = asyncio.create_task(run_controller(api.client, _settings(), metrics=metrics,  # type: ignore[attr-defined]
+    # Client-go's own durations: this test is about the hand-over, and the controller's start-up shares
+    # the event loop with the fake apiserver, so a busy machine must not make it miss a 1 s renewal.
+    calm = _settings(lease_duration=15, renew_deadline=10, retry_period=2)
+    task = asyncio.create_task(run_controller(api.client, calm, metrics=metrics,  # type: ignore[attr-defined]
                                               health=health, stop=stop))
 
     def listed() -> bool:

@@ -18,7 +18,10 @@ REPO = "acme/shop"
 
 
 def settings(**kw) -> ControllerSettings:
-    return ControllerSettings.model_validate({"preview_domains": ["preview.example.com"], **kw})
+    return ControllerSettings.model_validate({"preview_domains": ["preview.example.com"],
+                                              "public_url": "https://auth.preview.example.com",
+                                              # the closed pull requests these tests see come from GitHub lookups
+                                              "github_token": "ghp_test", **kw})
 
 
 def ns(annotations=None, labels=None, deleting=False) -> NamespaceView:
@@ -160,6 +163,25 @@ def test_dry_run_deletes_nothing_and_says_what_it_would_delete_once(kw, state, w
     assert not again.delete_namespace and again.events == []  # said once, not on every resync
     real = _plan(ns(), now=T0 + 3 * H, current=p.status, state=state, **kw)
     assert real.delete_namespace and real.status["dryRun"] is None  # DRY_RUN off: done, and the note cleared
+
+
+@pytest.mark.parametrize(
+    ("kw", "deletes"),
+    [
+        ({}, True),  # GitHub lookups see closes
+        ({"github_token": ""}, False),  # nothing can see a close: one recorded earlier only revokes
+        ({"pull_request_check_interval": "0s"}, False),  # GitHub deployment statuses only, no lookups
+        ({"github_token": "", "argocd_namespace": "argocd"}, True),  # a gone Application is a close
+        ({"github_token": "", "argocd_namespace": "argocd", "dry_run": True}, False),
+    ],
+)
+def test_a_close_deletes_the_namespace_only_where_the_configuration_can_see_closes(kw, deletes) -> None:
+    """Issue 25, item 9: the chart grants namespace delete from the same condition
+    (settings.deletes_namespaces), so the controller never attempts a delete it has no right to."""
+    p = _plan(ns(), now=T0 + 24 * H, current={"phase": "Closed", "closed": CLOSED_AT}, **kw)
+    assert p.status["phase"] == "Closed" and p.status["allowedHosts"] == []
+    assert p.delete_namespace is deletes
+    assert settings(**kw).deletes_namespaces is deletes
 
 
 def test_a_namespace_being_deleted_is_terminating_whatever_else_holds() -> None:

@@ -25,10 +25,14 @@ from foundation.config import ConfigError, load
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 DOMAINS = ("preview.example.com",)
+PUBLIC = {"PREVIEW_BROKER_PUBLIC_URL": "https://auth.preview.example.com"}
 
 
 def settings(**kw) -> ControllerSettings:
-    return ControllerSettings.model_validate({"preview_domains": ["preview.example.com"], **kw})
+    """Both add-ons on, as for a cluster that runs CloudNativePG and ACK (tests of them off say so)."""
+    return ControllerSettings.model_validate({"preview_domains": ["preview.example.com"],
+                                              "public_url": "https://auth.preview.example.com",
+                                              "database_enabled": True, "bucket_enabled": True, **kw})
 
 
 def ns(name="pr-1", created=T0, deleting=False, labels=None, annotations=None) -> NamespaceView:
@@ -128,17 +132,25 @@ def test_the_broker_host_and_reserved_hosts_are_never_a_previews(raw, reason) ->
         assert valid == [] and refused == [{"host": refused[0]["host"], "reason": f"{reason} (annotation)"}]
 
 
-def test_without_public_url_or_reserved_hosts_nothing_is_reserved() -> None:
-    assert settings().reserved == {}
-    valid, _ = validate_hosts([(BROKER, "annotation")], DOMAINS, settings().reserved)
-    assert valid == [BROKER]
+def test_without_reserved_hosts_the_brokers_own_host_is_still_reserved() -> None:
+    assert settings().reserved == {BROKER: "the broker's own host (PUBLIC_URL)"}
+    valid, refused = validate_hosts([(BROKER, "annotation")], DOMAINS, settings().reserved)
+    assert valid == [] and refused == [{"host": BROKER, "reason": "the broker's own host (PUBLIC_URL) (annotation)"}]
+
+
+def test_the_controller_refuses_to_start_without_the_brokers_public_url() -> None:
+    """Issue 25, item 1: without it a namespace could claim auth.<preview domain> and the brokers would publish
+    it as a login target. One setting, the broker's own: PREVIEW_BROKER_PUBLIC_URL."""
+    with pytest.raises(ConfigError) as err:
+        load(ControllerSettings, {"PREVIEW_BROKER_PREVIEW_DOMAINS": "preview.example.com"})
+    assert str(err.value) == "PREVIEW_BROKER_PUBLIC_URL: is required but not set"
 
 
 @pytest.mark.parametrize(("field", "value"), [("public_url", "auth.example.com"), ("public_url", "https://"),
                                                ("reserved_hosts", "not a host")])
 def test_reserved_settings_errors_name_the_setting(field, value) -> None:
     with pytest.raises(ConfigError) as err:
-        load(ControllerSettings, {"PREVIEW_BROKER_PREVIEW_DOMAINS": "preview.example.com",
+        load(ControllerSettings, {"PREVIEW_BROKER_PREVIEW_DOMAINS": "preview.example.com", **PUBLIC,
                                   f"PREVIEW_BROKER_{field.upper()}": value})
     assert err.value.setting == f"PREVIEW_BROKER_{field.upper()}"
 
@@ -242,7 +254,8 @@ def test_database_defaults_leave_class_image_resources_and_target_to_cnpg() -> N
 
 def test_database_storage_class_image_resources_and_point_in_time_are_settable() -> None:
     s = load(ControllerSettings, {
-        "PREVIEW_BROKER_PREVIEW_DOMAINS": "preview.example.com",
+        "PREVIEW_BROKER_PREVIEW_DOMAINS": "preview.example.com", **PUBLIC,
+        "PREVIEW_BROKER_DATABASE_ENABLED": "true",
         "PREVIEW_BROKER_DATABASE_DESTINATION_PATH": "s3://backups/main",
         "PREVIEW_BROKER_DATABASE_STORAGE_CLASS": "gp3",
         "PREVIEW_BROKER_DATABASE_IMAGE": "ghcr.io/cloudnative-pg/postgresql:17.5",
@@ -280,7 +293,7 @@ def test_a_preview_may_pick_its_own_point_in_time(annotation, target, warned) ->
 )
 def test_database_settings_errors_name_the_setting(env, setting) -> None:
     with pytest.raises(ConfigError) as err:
-        load(ControllerSettings, {"PREVIEW_BROKER_PREVIEW_DOMAINS": "preview.example.com", **env})
+        load(ControllerSettings, {"PREVIEW_BROKER_PREVIEW_DOMAINS": "preview.example.com", **PUBLIC, **env})
     assert err.value.setting == setting
 
 
@@ -303,12 +316,12 @@ def test_bucket_has_explicit_deletion_policy() -> None:
 
 def test_controller_settings_errors_name_the_setting() -> None:
     with pytest.raises(ConfigError) as err:
-        load(ControllerSettings, {"PREVIEW_BROKER_PREVIEW_DOMAINS": "preview.example.com",
+        load(ControllerSettings, {"PREVIEW_BROKER_PREVIEW_DOMAINS": "preview.example.com", **PUBLIC,
                                   "PREVIEW_BROKER_DEFAULT_TTL": "three days"})
     assert err.value.setting == "PREVIEW_BROKER_DEFAULT_TTL"
     with pytest.raises(ConfigError) as err:
-        load(ControllerSettings, {"PREVIEW_BROKER_PREVIEW_DOMAINS": "preview.example.com",
-                                  "PREVIEW_BROKER_DATABASE_DEFAULT": "true"})
+        load(ControllerSettings, {"PREVIEW_BROKER_PREVIEW_DOMAINS": "preview.example.com", **PUBLIC,
+                                  "PREVIEW_BROKER_DATABASE_ENABLED": "true", "PREVIEW_BROKER_DATABASE_DEFAULT": "true"})
     assert err.value.setting == "PREVIEW_BROKER_DATABASE_DESTINATION_PATH"
 
 

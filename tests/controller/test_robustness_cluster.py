@@ -179,6 +179,7 @@ def _controller_proc(cp: ControlPlane, identity: str, tmp_path, kubeconfig=None,
         {
             "KUBECONFIG": str(kubeconfig or cp.kubeconfig),
             "PREVIEW_BROKER_PREVIEW_DOMAINS": DOMAIN,
+            "PREVIEW_BROKER_PUBLIC_URL": f"https://auth.{DOMAIN}",
             "PREVIEW_BROKER_KUBE_NAMESPACE": "default",
             "PREVIEW_BROKER_LEASE_NAME": "leader-test",
             "PREVIEW_BROKER_LEASE_DURATION": "5",

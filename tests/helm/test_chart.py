@@ -87,7 +87,7 @@ def test_lease_permissions_are_namespaced_and_named() -> None:
     "bad_set",
     ["broker.replicaCont=3", "provider.kind=gitlab", "controller.expiryAction=archive", "typo=1",
      "broker.ingress.clasName=nginx", "controller.defaultTtl=three days", "broker.forwardAuthProxy=envoy",
-     "broker.metricsPort=0"],
+     "broker.metricsPort=0", "provider.oidcEmailVerified=trust"],
 )
 def test_schema_refuses_unknown_or_invalid_values(bad_set: str) -> None:
     proc = helm("template", "pb", str(CHART), "-f", str(CHART / "ci" / "oidc-values.yaml"), "--set", bad_set,
@@ -110,6 +110,12 @@ def test_schema_refuses_unknown_or_invalid_values(bad_set: str) -> None:
         # An HTTPRoute needs its Gateway and replaces the Ingress.
         (["broker.httpRoute.enabled=true", "broker.httpRoute.parentRefs[0].name=web"], "expose the broker one way"),
         (["broker.ingress.enabled=false", "broker.httpRoute.enabled=true"], "needs broker.httpRoute.parentRefs"),
+        # The Entra preset trusts one tenant's directory, never every tenant's.
+        (["provider.oidcEmailVerified=entra"], "needs provider.oidcIssuer of one tenant"),
+        (["provider.oidcEmailVerified=entra", "provider.oidcIssuer=https://login.microsoftonline.com/common/v2.0"],
+         "needs provider.oidcIssuer of one tenant"),
+        (["provider.oidcEmailVerified=entra",
+          "provider.oidcIssuer=https://login.microsoftonline.com/organizations/v2.0"], "never common, organizations"),
     ],
 )
 def test_invalid_combinations_fail_with_a_clear_message(sets: list[str], message: str) -> None:
@@ -207,3 +213,13 @@ def test_the_schema_refuses_typos_in_the_gateway_values(bad_set: str) -> None:
     proc = helm("template", "pb", str(CHART), "-f", str(CHART / "ci" / "oidc-values.yaml"), "--set", bad_set,
                 check=False)
     assert proc.returncode != 0 and "schema" in proc.stderr.lower() + proc.stdout.lower()
+
+
+def test_header_groups_reach_the_broker_as_one_comma_list() -> None:
+    def broker_env(*sets: str) -> dict[str, str]:
+        docs = render(CHART / "ci" / "oidc-values.yaml", *sets)
+        dep = next(d for d in by_kind(docs, "Deployment") if d["metadata"]["name"].endswith("-broker"))
+        return {e["name"]: e.get("value") for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+    assert "PREVIEW_BROKER_HEADER_GROUPS" not in broker_env()  # the default: the rules' groups only
+    assert broker_env("authorization.headerGroups={team-*,admins}")["PREVIEW_BROKER_HEADER_GROUPS"] == "team-*,admins"

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from broker.settings import BrokerSettings
 from controller.settings import ControllerSettings
@@ -210,7 +211,8 @@ def test_every_setting_of_both_components_is_a_value(model, component) -> None:
     variants = [(OIDC,), (LIFECYCLE,), (LIFECYCLE, "controller.github.auth=token"),
                 (CHART / "ci" / "github-values.yaml", "authorization.githubOrgs={acme}"),
                 (CHART / "ci" / "static-values.yaml",),
-                (OIDC, "broker.allowedPorts={8443}", "broker.cookieDomain=preview.example.com"),
+                (OIDC, "broker.allowedPorts={8443}", "broker.cookieDomain=preview.example.com",
+                 "authorization.headerGroups={team-*}"),
                 (LIFECYCLE, "extraCACerts.configMap=corporate-ca")]
     for values, *sets in variants:
         seen |= _settings_env(values, component, *sets)
@@ -270,7 +272,58 @@ def test_the_broker_settings_the_chart_writes_are_the_ones_it_reads(tmp_path) ->
     (tmp_path / "secret-keys").write_text("ci-signing-key-0123456789abcdef0123456789\n")
     env["PREVIEW_BROKER_CLIENT_SECRET_FILE"] = str(tmp_path / "client-secret")
     env["PREVIEW_BROKER_SECRET_KEYS_FILE"] = str(tmp_path / "secret-keys")
+    (tmp_path / "verify-keys").write_text("")  # the chart's Secret outside a key rotation
+    env["PREVIEW_BROKER_VERIFY_KEYS_FILE"] = str(tmp_path / "verify-keys")
     settings = load(BrokerSettings, env)
     assert (settings.state_ttl, settings.ticket_ttl, settings.session_ttl) == (600, 60, 43200)  # 10m, 1m, 12h
     assert settings.client_secret == "ci-client-secret" and settings.log_format == "json"
     assert settings.oidc_groups_claim == "groups" and settings.idp_timeout == 10
+    assert settings.verify_keys == []
+
+
+def test_the_entra_preset_reaches_the_broker_which_accepts_it_with_a_tenant_issuer(tmp_path) -> None:
+    tenant = "https://login.microsoftonline.com/72f988bf-86f1-41af-91ab-2d7cd011db47/v2.0"
+    plain = container_env(deployment(render(OIDC), "broker"))
+    assert plain["PREVIEW_BROKER_OIDC_EMAIL_VERIFIED"]["value"] == "claim"  # the default: email_verified only
+    docs = render(OIDC, "provider.oidcEmailVerified=entra", f"provider.oidcIssuer={tenant}")
+    env = {k: e.get("value", "") for k, e in container_env(deployment(docs, "broker")).items()}
+    assert env["PREVIEW_BROKER_OIDC_EMAIL_VERIFIED"] == "entra"
+    (tmp_path / "client-secret").write_text("ci-client-secret\n")
+    (tmp_path / "secret-keys").write_text("ci-signing-key-0123456789abcdef0123456789\n")
+    env["PREVIEW_BROKER_CLIENT_SECRET_FILE"] = str(tmp_path / "client-secret")
+    env["PREVIEW_BROKER_SECRET_KEYS_FILE"] = str(tmp_path / "secret-keys")
+    (tmp_path / "verify-keys").write_text("")  # the chart's Secret outside a key rotation
+    env["PREVIEW_BROKER_VERIFY_KEYS_FILE"] = str(tmp_path / "verify-keys")
+    settings = load(BrokerSettings, env)
+    assert (settings.oidc_email_verified, settings.oidc_issuer) == ("entra", tenant)
+
+
+class _UniqueKeys(yaml.SafeLoader):
+    """A YAML loader that refuses a key twice in one mapping (PyYAML's keeps the last one silently)."""
+
+
+def _no_duplicates(loader: _UniqueKeys, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: set = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        seen.add(key)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep)
+
+
+_UniqueKeys.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
+
+
+def test_the_duplicate_key_loader_catches_a_key_twice_at_any_depth() -> None:
+    with pytest.raises(yaml.constructor.ConstructorError, match="duplicate key 'extAuthPrefix'"):
+        yaml.load("broker:\n  ingress: {}\n  extAuthPrefix: a\n  extAuthPrefix: b\n", Loader=_UniqueKeys)
+    with pytest.raises(yaml.constructor.ConstructorError, match="duplicate key 'x'"):
+        yaml.load("a: {b: {c: {x: 1, x: 2}}}\n", Loader=_UniqueKeys)
+
+
+@pytest.mark.parametrize("path", [CHART / "values.yaml", *sorted((CHART / "ci").glob("*.yaml"))],
+                         ids=lambda p: p.name)
+def test_values_files_have_no_duplicate_keys(path: Path) -> None:
+    """Helm keeps the last of two equal keys: the first one's comment (and README entry) describes nothing."""
+    yaml.load(path.read_text(), Loader=_UniqueKeys)

@@ -60,33 +60,87 @@ def test_liveness_is_the_controllers_own_healthz() -> None:
     assert probe["httpGet"] == {"path": "/healthz", "port": "metrics"} and probe["failureThreshold"] == 3
 
 
-@pytest.mark.parametrize(
-    ("sets", "deletes"),
-    [
-        ((), True),  # closed.action=delete by default: closed pull requests' namespaces go
-        (("controller.closed.action=revoke",), False),
-        (("controller.closed.action=revoke", "controller.expiryAction=delete"), True),
-        (("controller.dryRun=true",), False),  # a dry run deletes nothing, so it may not
-        (("controller.dryRun=true", "controller.expiryAction=delete"), False),
-    ],
-)
-def test_namespace_delete_is_granted_only_when_the_controller_may_delete(sets, deletes) -> None:
+def controller_settings(values=OIDC, *sets: str) -> ControllerSettings:
+    """The settings the rendered controller Deployment starts with (GitHub credentials, which the pod mounts
+    from a Secret, stand in as a token)."""
+    env = controller_env(values, *sets)
+    github = {"PREVIEW_BROKER_GITHUB_APP_ID", "PREVIEW_BROKER_GITHUB_APP_INSTALLATION_ID",
+              "PREVIEW_BROKER_GITHUB_APP_PRIVATE_KEY_FILE", "PREVIEW_BROKER_GITHUB_TOKEN_FILE"}
+    plain = {k: v for k, v in env.items() if k not in github and v != "<from secret>"}
+    if github & set(env):
+        plain["PREVIEW_BROKER_GITHUB_TOKEN"] = "ghp_stand_in"
+    return load(ControllerSettings, plain)
+
+
+GITHUB = ("controller.github.enabled=true", "controller.github.existingSecret=gh")
+# Each way a namespace can come to be deleted, and each way it cannot (issue 25, item 9).
+DELETION = [
+    ((), False),  # the defaults: closed.action=delete, but nothing can see a close
+    (GITHUB, True),  # pull-request lookups see closes
+    ((*GITHUB, "controller.github.auth=token"), True),
+    ((*GITHUB, "controller.github.pullRequestCheckInterval=0s"), False),  # statuses only: no close is seen
+    ((*GITHUB, "controller.github.pullRequestCheckInterval=0h0m"), False),
+    (("controller.argocd.namespace=argocd",), True),  # a gone Application is a close
+    (("controller.argocd.namespace=argocd", "controller.closed.action=revoke"), False),
+    (("controller.expiryAction=delete",), True),  # expiry deletes, even without defaultTtl (annotations)
+    (("controller.expiryAction=delete", "controller.dryRun=true"), False),  # a dry run deletes nothing
+    (("controller.argocd.namespace=argocd", "controller.dryRun=true"), False),
+]
+
+
+@pytest.mark.parametrize(("sets", "deletes"), DELETION)
+def test_namespace_delete_is_granted_exactly_when_the_controllers_settings_can_delete(sets, deletes) -> None:
+    """The chart's condition and the controller's (settings.deletes_namespaces) agree on every combination."""
     rules = cluster_rules(OIDC, "controller.expiryAction=revoke", *sets)  # the chart's defaults, then `sets`
     assert ("delete" in rules["namespaces"]) is deletes
+    assert controller_settings(OIDC, "controller.expiryAction=revoke", *sets).deletes_namespaces is deletes
 
 
-def test_cluster_wide_rules_are_exactly_what_the_lifecycle_needs() -> None:
-    assert cluster_rules() == {
-        "namespaces": ["get", "list", "watch", "delete"],
-        "ingresses": ["get", "list", "watch"],
-        "httproutes": ["get", "list", "watch"],
-        "previewenvironments": ["get", "list", "watch", "create", "delete"],
-        "previewenvironments/status": ["get", "patch"],
-        "events": ["create"],
-        "clusters": ["get", "list", "watch", "create"],
-        "objectstores": ["get", "create"],
-        "buckets": ["get", "list", "watch", "create", "patch"],
-    }
+ADDON_RULES = {
+    "database": {"clusters": ["get", "list", "watch", "create"], "objectstores": ["get", "create"]},
+    "bucket": {"buckets": ["get", "list", "watch", "create", "patch"]},
+}
+ADDONS = [(), ("database",), ("bucket",), ("database", "bucket")]
+
+
+@pytest.mark.parametrize("on", ADDONS, ids=lambda on: "+".join(on) or "none")
+def test_an_add_on_and_its_rights_are_there_only_when_enabled(on) -> None:
+    sets = [f"controller.{a}.enabled=true" for a in on]
+    rules = cluster_rules(OIDC, *sets)
+    for addon, granted in ADDON_RULES.items():
+        for resource, verbs in granted.items():
+            assert rules.get(resource) == (verbs if addon in on else None)
+    settings = controller_settings(OIDC, *sets)
+    assert (settings.database_enabled, settings.bucket_enabled) == ("database" in on, "bucket" in on)
+
+
+@pytest.mark.parametrize("addon", ["database", "bucket"])
+def test_creating_an_add_ons_objects_by_default_needs_the_add_on(addon) -> None:
+    sets = [f"controller.{addon}.default=true", "controller.database.destinationPath=s3://b/p"]
+    proc = helm("template", "pb", str(CHART), "-f", str(OIDC), *[a for s in sets for a in ("--set", s)], check=False)
+    assert proc.returncode != 0
+    assert f"controller.{addon}.default=true needs controller.{addon}.enabled=true" in proc.stderr
+
+
+CORE_RULES = {
+    "ingresses": ["get", "list", "watch"],
+    "httproutes": ["get", "list", "watch"],
+    "previewenvironments": ["get", "list", "watch", "create", "delete"],
+    "previewenvironments/status": ["get", "patch"],
+    "events": ["create"],
+}
+
+
+def test_cluster_wide_rules_by_default_are_the_allowlist_and_its_status_only() -> None:
+    """The default settings delete nothing and run no add-on: no namespace delete, no CloudNativePG, no ACK."""
+    assert cluster_rules(OIDC, "controller.expiryAction=revoke") == {
+        "namespaces": ["get", "list", "watch"], **CORE_RULES}
+
+
+def test_cluster_wide_rules_of_the_full_lifecycle_are_exactly_what_it_needs() -> None:
+    assert cluster_rules(LIFECYCLE) == {
+        "namespaces": ["get", "list", "watch", "delete"], **CORE_RULES,
+        **ADDON_RULES["database"], **ADDON_RULES["bucket"]}
 
 
 @pytest.mark.parametrize(("sets", "middlewares", "services", "ingresses"), [
@@ -124,7 +178,8 @@ def test_argo_cd_applications_are_readable_only_in_argo_cds_namespace_and_only_w
      "controller.lease.renewDeadline=0", "controller.database.mode=barman",
      "controller.database.recoveryTargetTime=yesterday", "controller.database.resources.requests.gpu=1",
      "controller.github.pullRequestCheckInterval=often", "controller.argocd.namespace=Argo_CD",
-     "controller.reservedHosts={not a host}", "controller.dryRun=maybe"],
+     "controller.reservedHosts={not a host}", "controller.dryRun=maybe", "controller.database.enabled=yes",
+     "controller.bucket.enabled=1"],
 )
 def test_schema_refuses_invalid_controller_values(bad_set: str) -> None:
     proc = helm("template", "pb", str(CHART), "-f", str(OIDC), "--set", bad_set, check=False)
@@ -150,3 +205,16 @@ def test_lease_timings_follow_client_go_rules(sets: list[str], message: str) -> 
 
 def test_a_derived_renew_deadline_fits_any_lease_duration() -> None:
     assert controller_env(OIDC, "controller.lease.duration=6")["PREVIEW_BROKER_LEASE_DURATION"] == "6"
+
+
+@pytest.mark.parametrize("url", ["https://auth.preview.example.com", "https://login.example.org"])
+def test_one_public_url_value_reaches_both_the_broker_and_the_controller(url) -> None:
+    """Issue 25, item 1: the controller refuses to start without the broker's PUBLIC_URL, and reserves its host;
+    the chart writes that one setting for both Deployments from the one value publicUrl."""
+    docs = render(OIDC, f"publicUrl={url}")
+    deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    seen = {name: [e.get("value") for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]
+                   if e["name"] == "PREVIEW_BROKER_PUBLIC_URL"]
+            for name, dep in deployments.items()}
+    assert seen == {"pb-preview-broker-broker": [url], "pb-preview-broker-controller": [url]}
+    assert controller_settings(OIDC, f"publicUrl={url}").public_url == url

@@ -93,7 +93,11 @@ async def eventually(check: Callable[[], Any], what: str, timeout: float = 20) -
 
 
 def controller_settings(**kw: Any) -> ControllerSettings:
-    return ControllerSettings.model_validate({"preview_domains": [DOMAIN], "identity": "test", **kw})
+    """The rig's control plane serves the CloudNativePG and ACK CRDs: both add-ons are on unless a test
+    turns one off."""
+    return ControllerSettings.model_validate({"preview_domains": [DOMAIN], "public_url": f"https://auth.{DOMAIN}",
+                                              "identity": "test", "database_enabled": True, "bucket_enabled": True,
+                                              **kw})
 
 
 @contextlib.asynccontextmanager

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import string
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,6 +25,20 @@ DEX_USER_EMAIL = "admin@example.com"
 DEX_USER_PASSWORD = "password"
 # A second person, for the attacks the end-to-end tests replay (same password, another account).
 ATTACKER_EMAIL = "mallory@example.com"
+# People whose names look alike (issue 25, item 2), and one in 500 groups of 64 characters (item 3).
+ADA_EMAIL = "ada@example.com"
+LOOKALIKES = {  # email -> preferred_username
+    ADA_EMAIL: "ada",
+    "ada.zwsp@example.com": "ada\u200b",  # ada and a ZERO WIDTH SPACE
+    "ada.wide@example.com": "\uff41\uff44\uff41",  # fullwidth ａｄａ
+    "jose.nfc@example.com": "jos\u00e9",  # é precomposed
+    "jose.nfd@example.com": "jose\u0301",  # e and a COMBINING ACUTE ACCENT
+}
+MANY_GROUPS_EMAIL = "many@example.com"
+# 500 distinct names of 64 characters, random past their number as an enterprise IdP's ids are (names
+# that repeat would compress to nothing in a ticket and prove nothing).
+_rng = random.Random(25)
+MANY_GROUPS = [f"g{i:03d}-" + "".join(_rng.choices(string.ascii_lowercase + string.digits, k=59)) for i in range(500)]
 # bcrypt("password"), the example hash from Dex's own documentation.
 DEX_USER_HASH = "$2a$10$2b2cU8CPhOTaGrs1HRQuAueS7JTT5ZHsHSzYiFPm1leZck7Mc8T4W"
 
@@ -64,6 +80,10 @@ def start_dex(workdir: Path, redirect_uris: list[str], extra_clients: list[dict]
              "userID": "08a8684b-db88-4b73-90a9-3cd1661f5466"},
             {"email": ATTACKER_EMAIL, "hash": DEX_USER_HASH, "username": "mallory", "preferredUsername": "mallory",
              "userID": "5c3b0a3e-6c47-4f7e-9d7e-3a1f4a2b9c66"},
+            *({"email": email, "hash": DEX_USER_HASH, "username": name, "preferredUsername": name,
+               "userID": f"lookalike-{i}"} for i, (email, name) in enumerate(LOOKALIKES.items())),
+            {"email": MANY_GROUPS_EMAIL, "hash": DEX_USER_HASH, "username": "many", "preferredUsername": "many",
+             "userID": "many-groups", "groups": MANY_GROUPS},
         ],
         "staticClients": [
             {"id": DEX_CLIENT_ID, "secret": DEX_CLIENT_SECRET, "name": "preview-broker", "redirectURIs": redirect_uris},

@@ -40,26 +40,29 @@ class FakeIdP:
     token_requests: list[httpx.Request] = field(default_factory=list)
     nonce: str = ""
     id_token_overrides: dict[str, Any] = field(default_factory=dict)
+    issuer: str = ISSUER
+
+    def discovery_document(self) -> dict[str, Any]:
+        return {
+            "issuer": self.issuer,
+            "authorization_endpoint": f"{self.issuer}/authorize",
+            "token_endpoint": f"{self.issuer}/token",
+            "jwks_uri": f"{self.issuer}/jwks",
+            "userinfo_endpoint": f"{self.issuer}/userinfo",
+        }
 
     def install(self) -> FakeIdP:
-        self.router.get(f"{ISSUER}/.well-known/openid-configuration").respond(
-            200,
-            json={
-                "issuer": ISSUER,
-                "authorization_endpoint": f"{ISSUER}/authorize",
-                "token_endpoint": f"{ISSUER}/token",
-                "jwks_uri": f"{ISSUER}/jwks",
-                "userinfo_endpoint": f"{ISSUER}/userinfo",
-            },
-        )
-        self.router.get(f"{ISSUER}/jwks").respond(200, json={"keys": [self.key.as_dict(private=False)]})
-        self.token_route = self.router.post(f"{ISSUER}/token").mock(side_effect=self._token)
+        doc = self.discovery_document()
+        self.router.get(f"{self.issuer}/.well-known/openid-configuration").respond(200, json=doc)
+        self.router.get(doc["jwks_uri"]).respond(200, json={"keys": [self.key.as_dict(private=False)]})
+        self.token_route = self.router.post(doc["token_endpoint"]).mock(side_effect=self._token)
         return self
 
     def remember_authorize(self, location: str) -> dict[str, str]:
         """Parse the authorize redirect the broker produced; remembers its nonce."""
         parts = urlsplit(location)
-        assert f"{parts.scheme}://{parts.netloc}{parts.path}" == f"{ISSUER}/authorize", location
+        assert f"{parts.scheme}://{parts.netloc}{parts.path}" == self.discovery_document()["authorization_endpoint"], \
+            location
         params = {k: v[0] for k, v in parse_qs(parts.query).items()}
         self.nonce = params.get("nonce", "")
         return params
@@ -67,7 +70,7 @@ class FakeIdP:
     def id_token(self, **overrides: Any) -> str:
         now = int(time.time())
         claims = {
-            "iss": ISSUER,
+            "iss": self.issuer,
             "aud": CLIENT_ID,
             "iat": now,
             "exp": now + 300,

@@ -155,13 +155,13 @@ def processes(control_plane, tmp: Path) -> Scrapes:  # type: ignore[no-untyped-d
             "name": preview, "labels": {"preview-broker.io/preview": "true"},
             "annotations": {"preview-broker.io/host": host}}}).raise_for_status()
     controller_port, broker_port, broker_metrics = free_port(), free_port(), free_port()
+    public = f"http://auth.{PREVIEW_DOMAIN}:{broker_port}"  # the broker's own host is a name, never an address
     controller = Proc("controller", [sys.executable, "-m", "preview_broker", "controller",
                                      "--metrics-port", str(controller_port)], tmp / "controller.log", env={
         **base, "KUBECONFIG": str(kubeconfig), "PREVIEW_BROKER_PREVIEW_DOMAINS": PREVIEW_DOMAIN,
-        "PREVIEW_BROKER_KUBE_NAMESPACE": namespace, "PREVIEW_BROKER_LEASE_NAME": f"ops-{suffix}",
+        "PREVIEW_BROKER_PUBLIC_URL": public, "PREVIEW_BROKER_KUBE_NAMESPACE": namespace, "PREVIEW_BROKER_LEASE_NAME": f"ops-{suffix}",
         "PREVIEW_BROKER_NAMESPACE_SELECTOR": f"preview-broker.io/preview=true,kubernetes.io/metadata.name={preview}",
     }).start()
-    public = f"http://auth.{PREVIEW_DOMAIN}:{broker_port}"  # the broker's own host is a name, never an address
     with _fake_github() as github:
         broker = Proc("broker", [sys.executable, "-m", "preview_broker", "broker", "--host", "127.0.0.1",
                                  "--port", str(broker_port), "--metrics-port", str(broker_metrics)],

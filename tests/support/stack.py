@@ -175,6 +175,24 @@ class Stack:
         self.dex.stop()
         cleanup(self.cp)
 
+    def broker_names(self) -> list[str]:
+        return ["broker" if i == 0 else f"broker-{i + 1}" for i in range(len(self.broker_ports))]
+
+    def restart_broker(self, name: str, env: dict[str, str | None] | None = None) -> None:
+        """Restart one replica in place (same port and log), its settings changed by `env` (None unsets
+        one; no `env` restores the stack's own), and wait until it is ready, as one pod of a rolling
+        update: the other replica serves meanwhile."""
+        self.procs[name].stop()
+        port = self.broker_ports[self.broker_names().index(name)]
+        settings: dict[str, str] = _broker_env(self, port)
+        for key, value in (env or {}).items():
+            if value is None:
+                settings.pop(key, None)
+            else:
+                settings[key] = value
+        self.procs[name] = _broker_proc(self, name, port, settings).start()
+        wait_until(http_ok(f"http://127.0.0.1:{port}/readyz"), f"{name} ready", 30, self.procs[name])
+
     # --- cluster helpers -------------------------------------------------------------------
     def api(self) -> httpx.Client:
         return self.cp.client()
@@ -385,6 +403,12 @@ def _broker_env(stack: Stack, port: int) -> dict[str, str]:
     return env
 
 
+def _broker_proc(stack: Stack, name: str, port: int, env: dict[str, str]) -> Proc:
+    argv = [sys.executable, "-m", "preview_broker", "broker", "--host", "127.0.0.1", "--port", str(port),
+            "--metrics-port", "0"]
+    return Proc(name, argv, stack.workdir / f"{name}.log", env=env)
+
+
 def start_stack(workdir: Path, progress=lambda msg: None, port: int = 0, tls: bool = True,
                 replicas: int = 2) -> Stack:
     """Start everything; `tls=False` is make demo's plain-http mode (brokers with ALLOW_HTTP)."""
@@ -419,11 +443,8 @@ def start_stack(workdir: Path, progress=lambda msg: None, port: int = 0, tls: bo
             # What the generated wiring calls: the brokers' Service (here Traefik's internal entry point).
             PREVIEW_BROKER_BROKER_INTERNAL_URL=f"http://127.0.0.1:{stack.lb_port}",
             PREVIEW_BROKER_AUTH_WIRING_MODES="traefik")).start()  # pr-5 asks for it by annotation
-        for i, broker_port in enumerate(stack.broker_ports):
-            name = "broker" if i == 0 else f"broker-{i + 1}"
-            procs[name] = Proc(name, [py, "-m", "preview_broker", "broker", "--host", "127.0.0.1", "--port",
-                                      str(broker_port), "--metrics-port", "0"], workdir / f"{name}.log",
-                               env=_broker_env(stack, broker_port)).start()
+        for name, broker_port in zip(stack.broker_names(), stack.broker_ports):
+            procs[name] = _broker_proc(stack, name, broker_port, _broker_env(stack, broker_port)).start()
         dynamic = workdir / "traefik-dynamic.yaml"
         dynamic.write_text(yaml.safe_dump(_traefik_dynamic(stack)))
         token_args: list[str] = []
@@ -459,8 +480,7 @@ def start_stack(workdir: Path, progress=lambda msg: None, port: int = 0, tls: bo
             "--accesslog=true",
             *token_args,
         ], workdir / "traefik.log").start()
-        for i, broker_port in enumerate(stack.broker_ports):
-            name = "broker" if i == 0 else f"broker-{i + 1}"
+        for name, broker_port in zip(stack.broker_names(), stack.broker_ports):
             wait_until(http_ok(f"http://127.0.0.1:{broker_port}/readyz"), f"{name} ready", 30, procs[name])
         def broker_routed() -> bool:
             with stack.client() as c:

@@ -100,6 +100,18 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace 
 {{- end }}
 {{- end -}}
 
+{{/* "true" when the controller's configuration can delete a namespace, else empty: the mirror of
+ControllerSettings.deletes_namespaces (controller/settings.py), from the values that set its settings.
+Expiry deletes with expiryAction=delete (a preview's ttl/expires-at annotation can expire it without
+defaultTtl); a close deletes with closed.action=delete only where closes are seen: GitHub lookups
+(github.enabled, pullRequestCheckInterval not zero) or Argo CD Applications (argocd.namespace). */}}
+{{- define "preview-broker.deletesNamespaces" -}}
+{{- $c := .Values.controller -}}
+{{- $lookups := and $c.github.enabled (regexMatch "[1-9]" (toString $c.github.pullRequestCheckInterval)) -}}
+{{- $closes := and (eq $c.closed.action "delete") (or $lookups $c.argocd.namespace) -}}
+{{- if and (not $c.dryRun) (or (eq $c.expiryAction "delete") $closes) -}}true{{- end -}}
+{{- end -}}
+
 {{/* Refuse combinations that cannot work, with a message that says what to change. */}}
 {{- define "preview-broker.validate" -}}
 {{- if not .Values.publicUrl -}}
@@ -119,6 +131,9 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace 
 {{- end -}}
 {{- if and (eq .Values.provider.kind "oidc") (not .Values.provider.oidcIssuer) -}}
 {{- fail "provider.oidcIssuer is required when provider.kind=oidc" -}}
+{{- end -}}
+{{- if and (eq .Values.provider.kind "oidc") (eq .Values.provider.oidcEmailVerified "entra") (not (regexMatch "^https://login\\.(microsoftonline\\.com|microsoftonline\\.us|partner\\.microsoftonline\\.cn)/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/v2\\.0/?$" .Values.provider.oidcIssuer)) -}}
+{{- fail "provider.oidcEmailVerified=entra needs provider.oidcIssuer of one tenant, https://login.microsoftonline.com/<tenant id>/v2.0 (never common, organizations or consumers)" -}}
 {{- end -}}
 {{- if and (not .Values.secrets.existingSecret) (or (not .Values.secrets.clientSecret) (not .Values.secrets.secretKeys)) -}}
 {{- fail "set secrets.existingSecret, or both secrets.clientSecret and secrets.secretKeys" -}}
@@ -144,6 +159,17 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace 
 {{- end -}}
 {{- if and (eq .Values.broker.allowlistSource "static") (not .Values.broker.allowedHosts) -}}
 {{- fail "broker.allowlistSource=static needs broker.allowedHosts" -}}
+{{- end -}}
+{{- if and .Values.controller.database.default (not .Values.controller.database.enabled) -}}
+{{- fail "controller.database.default=true needs controller.database.enabled=true (the CloudNativePG add-on and its rights)" -}}
+{{- end -}}
+{{- if and .Values.controller.bucket.default (not .Values.controller.bucket.enabled) -}}
+{{- fail "controller.bucket.default=true needs controller.bucket.enabled=true (the ACK add-on and its rights)" -}}
+{{- end -}}
+{{- range .Values.secrets.verifyKeys -}}
+{{- if and (not $.Values.secrets.existingSecret) (has . $.Values.secrets.secretKeys) -}}
+{{- fail "secrets.verifyKeys names a key that secrets.secretKeys has too: a key either only verifies or signs (docs/operations.md, key rotation)" -}}
+{{- end -}}
 {{- end -}}
 {{- if and .Values.controller.database.default (not .Values.controller.database.destinationPath) -}}
 {{- fail "controller.database.default=true needs controller.database.destinationPath (s3://bucket/path)" -}}
