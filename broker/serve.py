@@ -40,14 +40,15 @@ def _config(app, host: str, port: int, guard: ConnectionGuard) -> uvicorn.Config
         host=host,
         port=port,
         http=guarded_protocol(guard),
-        ws="none",  # no WebSocket endpoint; an upgrade would also leave the guard's count behind
+        # No WebSocket endpoint: never load a WebSocket library another package installed (an upgrade
+        # would also leave the guard's count behind).
+        ws="none",
         log_config=None,
         access_log=False,
         proxy_headers=False,  # the broker reads X-Forwarded-* itself, only where it means to
         server_header=False,
         date_header=False,  # one header less to format and validate on every forward-auth answer
         lifespan="on",
-        ws="none",  # no WebSocket endpoint: never load a WebSocket library another package installed
     )
 
 

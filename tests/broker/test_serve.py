@@ -9,10 +9,11 @@ from starlette.applications import Starlette
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from broker import serve
+from broker.connections import ConnectionGuard
 
 
 def _loaded() -> object:
-    config = serve._config(Starlette(), "127.0.0.1", 0)
+    config = serve._config(Starlette(), "127.0.0.1", 0, ConnectionGuard(5, 10))
     config.load()
     return config
 
