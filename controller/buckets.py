@@ -24,7 +24,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from controller import resources
+from controller import kinds, resources
 from controller.times import Event
 from foundation.upstream import UpstreamMetrics
 from kube.client import ApiError, KubeError
@@ -139,7 +139,7 @@ class BucketJanitor:
         count = await empty_bucket(s3, name, self.fence)
         log.info("bucket_emptied", extra={"namespace": namespace, "bucket": name, "deleted": count})
         remaining = [f for f in meta["finalizers"] if f != FINALIZER]
-        path = f"{resources.collection_path(obj)}/{meta['name']}"
+        path = kinds.object_path(obj)
         try:
             # resourceVersion makes this a compare-and-swap: another finalizer change is never lost.
             await self.kube.merge_patch(path, {"metadata": {"finalizers": remaining,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from controller import policy, resources
+from controller import kinds, policy, resources
 from controller.applications import Applications
 from controller.lifetime import PullRequest
 from controller.metrics import ControllerMetrics
@@ -29,7 +29,7 @@ from kube.watch import Watcher
 
 log = logging.getLogger("preview_broker.controller")
 
-PE_PATH = contract.PATH
+PE_PATH = kinds.PREVIEW.path()
 MANAGED_SELECTOR = f"{contract.LABEL_MANAGED}={contract.MANAGER}"
 
 Clock = Callable[[], datetime]
@@ -185,39 +185,39 @@ class Controller:
         bk_sync, bk_event = self._keyed_sync(self.cache.buckets, _ns_of)
         out = [
             # Namespaces and routes are kept only as the few fields policy reads.
-            w("/api/v1/namespaces", "namespaces", self._sync_namespaces, self._on_namespace,
+            w(kinds.NAMESPACE.path(), "namespaces", self._sync_namespaces, self._on_namespace,
               self.settings.namespace_selector, policy.NamespaceView.from_object),
-            w("/apis/networking.k8s.io/v1/ingresses", "ingresses", *self._route_handlers("ingress"),
+            w(kinds.INGRESS.path(), "ingresses", *self._route_handlers("ingress"),
               transform=lambda o: (_ns_of(o), policy.RouteView.from_ingress(o))),
             w(PE_PATH, "previewenvironments", pe_sync, pe_event, transform=cached_preview),
         ]
-        if "HTTPRoute" in self.available_kinds:  # Gateway API: only where its CRDs are served
-            out.append(w("/apis/gateway.networking.k8s.io/v1/httproutes", "httproutes", *self._route_handlers("httproute"),
+        if kinds.HTTPROUTE.kind in self.available_kinds:  # Gateway API: only where its CRDs are served
+            out.append(w(kinds.HTTPROUTE.path(), "httproutes", *self._route_handlers("httproute"),
                          transform=lambda o: (_ns_of(o), policy.RouteView.from_httproute(o))))
         # CloudNativePG and ACK are optional: watch their objects only when their add-on is on (the chart
         # grants their rights only then) and only where their CRDs are served.
-        if "Cluster" in self.available_kinds and self.settings.database_enabled:
-            out.append(w("/apis/postgresql.cnpg.io/v1/clusters", "cnpg-clusters", cl_sync, cl_event, MANAGED_SELECTOR))
-        if "Bucket" in self.available_kinds and self.settings.bucket_enabled:
-            out.append(w("/apis/s3.services.k8s.aws/v1alpha1/buckets", "ack-buckets", bk_sync, bk_event, MANAGED_SELECTOR))
-        if "Application" in self.available_kinds and self.settings.argocd_namespace:
+        if kinds.CLUSTER.kind in self.available_kinds and self.settings.database_enabled:
+            out.append(w(kinds.CLUSTER.path(), "cnpg-clusters", cl_sync, cl_event, MANAGED_SELECTOR))
+        if kinds.BUCKET.kind in self.available_kinds and self.settings.bucket_enabled:
+            out.append(w(kinds.BUCKET.path(), "ack-buckets", bk_sync, bk_event, MANAGED_SELECTOR))
+        if kinds.APPLICATION.kind in self.available_kinds and self.settings.argocd_namespace:
             # Only the names: Applications are large, and all that matters is which still exist.
-            out.append(w(f"/apis/argoproj.io/v1alpha1/namespaces/{self.settings.argocd_namespace}/applications",
+            out.append(w(kinds.APPLICATION.path(self.settings.argocd_namespace),
                          "argocd-applications", self.applications.on_sync, self.applications.on_event,
                          transform=_name_of))
         return out
 
     async def _discover(self) -> None:
         self.available_kinds = set()
-        for kind, (api_version, plural) in resources.PLURALS.items():
+        for kind in kinds.OPTIONAL:
             try:
-                doc = await self.kube.get(f"/apis/{api_version}")
+                doc = await self.kube.get(kind.group_path)
             except ApiError as exc:
                 if exc.not_found:
                     continue
                 raise
-            if any(r.get("name") == plural for r in doc.get("resources") or []):
-                self.available_kinds.add(kind)
+            if any(r.get("name") == kind.plural for r in doc.get("resources") or []):
+                self.available_kinds.add(kind.kind)
         log.info("optional_apis", extra={"available": sorted(self.available_kinds)})
 
     # --- the loop ------------------------------------------------------------------------
@@ -380,13 +380,14 @@ class Controller:
     # --- writes ----------------------------------------------------------------------------------
     async def _create_preview(self, ns: policy.NamespaceView) -> dict[str, Any]:
         body = {
-            "apiVersion": f"{contract.GROUP}/{contract.VERSION}",
-            "kind": contract.KIND,
+            "apiVersion": kinds.PREVIEW.api_version,
+            "kind": kinds.PREVIEW.kind,
             "metadata": {
                 "name": ns.name,
                 "labels": {contract.LABEL_MANAGED: contract.MANAGER},
                 # Garbage-collected with its namespace even if the controller is down.
-                "ownerReferences": [{"apiVersion": "v1", "kind": "Namespace", "name": ns.name, "uid": ns.uid}],
+                "ownerReferences": [{"apiVersion": kinds.NAMESPACE.api_version, "kind": kinds.NAMESPACE.kind,
+                                     "name": ns.name, "uid": ns.uid}],
             },
             "spec": {"namespace": ns.name, "pullRequest": ns.pull_request},
         }
@@ -422,7 +423,7 @@ class Controller:
             return  # made before its Cluster, which exists: no create (and 409) on every resync
 
         try:
-            created = await self.kube.create(resources.collection_path(obj), obj)
+            created = await self.kube.create(kinds.collection_path(obj), obj)
         except ApiError as exc:
             if exc.conflict:
                 return
@@ -438,10 +439,10 @@ class Controller:
             await self._warn_once(ns, "AuthWiringUnavailable",
                                   f"{contract.ANN_AUTH_WIRING}={mode} needs the controller's BROKER_INTERNAL_URL")
             return
-        owner = {"apiVersion": f"{contract.GROUP}/{contract.VERSION}", "kind": contract.KIND, "name": ns.name,
+        owner = {"apiVersion": kinds.PREVIEW.api_version, "kind": kinds.PREVIEW.kind, "name": ns.name,
                  "uid": (preview.get("metadata") or {}).get("uid", ""), "controller": True}
         for obj in resources.auth_wiring(ns.name, mode, hosts, self.settings):
-            if obj["kind"] not in self.available_kinds and obj["kind"] not in resources.CORE:
+            if obj["kind"] not in self.available_kinds and kinds.BY_KIND[obj["kind"]].optional:
                 await self._warn_once(ns, "MissingAPI", f"cannot create {obj['kind']}: its CRD is not installed")
                 continue
             obj["metadata"]["ownerReferences"] = [owner]
@@ -449,7 +450,7 @@ class Controller:
             digest = json.dumps(obj, sort_keys=True)
             if self._wired.get(key) == digest:
                 continue
-            path = resources.collection_path(obj)
+            path = kinds.collection_path(obj)
             try:
                 await self.kube.create(path, obj)
                 log.info("object_created", extra={"namespace": ns.name, "kind": obj["kind"],
@@ -473,13 +474,13 @@ class Controller:
     async def _event(self, ns: policy.NamespaceView, event: policy.Event) -> None:
         stamp = self.clock().strftime("%Y-%m-%dT%H:%M:%SZ")
         body = {
-            "apiVersion": "v1",
-            "kind": "Event",
+            "apiVersion": kinds.EVENT.api_version,
+            "kind": kinds.EVENT.kind,
             "metadata": {"generateName": f"{ns.name}.", "namespace": ns.name},
             # involvedObject.namespace = the namespace itself, so the event lives in (and is listed with)
             # the preview namespace: `kubectl get events -n pr-123` shows what happened to it.
-            "involvedObject": {"apiVersion": "v1", "kind": "Namespace", "name": ns.name, "namespace": ns.name,
-                               "uid": ns.uid},
+            "involvedObject": {"apiVersion": kinds.NAMESPACE.api_version, "kind": kinds.NAMESPACE.kind,
+                               "name": ns.name, "namespace": ns.name, "uid": ns.uid},
             "reason": event.reason,
             "message": event.message[:1000],
             "type": event.type,
@@ -491,7 +492,7 @@ class Controller:
             "count": 1,
         }
         try:
-            await self.kube.create(f"/api/v1/namespaces/{ns.name}/events", body)
+            await self.kube.create(kinds.EVENT.path(ns.name), body)
         except ApiError as exc:  # a terminating namespace refuses new objects; the event is best effort
             log.info("event_not_recorded",
                      extra={"namespace": ns.name, "reason": event.reason, "error": f"{exc.status} {exc.message[:200]}"})
@@ -500,7 +501,7 @@ class Controller:
 
     async def _delete_namespace(self, name: str, why: str) -> None:
         try:
-            await self.kube.delete(f"/api/v1/namespaces/{name}")
+            await self.kube.delete(f"{kinds.NAMESPACE.path()}/{name}")
             log.info("namespace_deleted", extra={"namespace": name, "why": why})
         except ApiError as exc:
             if not exc.not_found:

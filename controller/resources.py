@@ -6,6 +6,7 @@ import hashlib
 import re
 from typing import Any
 
+from controller import kinds
 from controller.settings import ControllerSettings
 from foundation import contract
 
@@ -54,8 +55,8 @@ def bucket(namespace: str, uid: str, settings: ControllerSettings, *, retain: bo
         # Held until the controller has emptied the bucket (ACK cannot delete a non-empty one).
         metadata["finalizers"] = [EMPTY_BUCKET_FINALIZER]
     return {
-        "apiVersion": "s3.services.k8s.aws/v1alpha1",
-        "kind": "Bucket",
+        "apiVersion": kinds.BUCKET.api_version,
+        "kind": kinds.BUCKET.kind,
         "metadata": metadata,
         "spec": {"name": bucket_name(namespace, uid, settings)},
     }
@@ -98,8 +99,8 @@ def database_objects(namespace: str, settings: ControllerSettings, *, target_tim
     if resources:
         spec["resources"] = resources
     cluster: dict[str, Any] = {
-        "apiVersion": "postgresql.cnpg.io/v1",
-        "kind": "Cluster",
+        "apiVersion": kinds.CLUSTER.api_version,
+        "kind": kinds.CLUSTER.kind,
         "metadata": {"name": DATABASE_NAME, "namespace": namespace, "labels": _labels()},
         "spec": spec,
     }
@@ -108,8 +109,8 @@ def database_objects(namespace: str, settings: ControllerSettings, *, target_tim
     if settings.database_mode == "plugin":
         objects.append(
             {
-                "apiVersion": "barmancloud.cnpg.io/v1",
-                "kind": "ObjectStore",
+                "apiVersion": kinds.OBJECT_STORE.api_version,
+                "kind": kinds.OBJECT_STORE.kind,
                 "metadata": {"name": OBJECT_STORE_NAME, "namespace": namespace, "labels": _labels()},
                 "spec": {
                     "configuration": {
@@ -165,8 +166,8 @@ def auth_wiring(namespace: str, mode: str, hosts: list[str], settings: Controlle
     meta = {"namespace": namespace, "labels": _labels()}
     if mode == "traefik":
         return [{
-            "apiVersion": "traefik.io/v1alpha1",
-            "kind": "Middleware",
+            "apiVersion": kinds.MIDDLEWARE.api_version,
+            "kind": kinds.MIDDLEWARE.kind,
             "metadata": {"name": contract.WIRING_MIDDLEWARE, **meta},
             "spec": {"forwardAuth": {
                 "address": f"{base}/oauth2/auth?redirect=true",
@@ -179,8 +180,8 @@ def auth_wiring(namespace: str, mode: str, hosts: list[str], settings: Controlle
     parts = urlsplit(base)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     objects: list[dict[str, Any]] = [{
-        "apiVersion": "v1",
-        "kind": "Service",
+        "apiVersion": kinds.SERVICE.api_version,
+        "kind": kinds.SERVICE.kind,
         "metadata": {"name": contract.WIRING_SERVICE, **meta},
         "spec": {"type": "ExternalName", "externalName": parts.hostname,
                  "ports": [{"name": "http", "port": port, "targetPort": port}]},
@@ -192,24 +193,7 @@ def auth_wiring(namespace: str, mode: str, hosts: list[str], settings: Controlle
             for h in hosts]}
         if settings.auth_wiring_ingress_class:
             spec["ingressClassName"] = settings.auth_wiring_ingress_class
-        objects.append({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        objects.append({"apiVersion": kinds.INGRESS.api_version, "kind": kinds.INGRESS.kind,
                         "metadata": {"name": contract.WIRING_INGRESS, **meta}, "spec": spec})
     return objects
 
-
-PLURALS = {
-    "Cluster": ("postgresql.cnpg.io/v1", "clusters"),
-    "ObjectStore": ("barmancloud.cnpg.io/v1", "objectstores"),
-    "Bucket": ("s3.services.k8s.aws/v1alpha1", "buckets"),
-    "Application": ("argoproj.io/v1alpha1", "applications"),  # read only: a preview's Application gone = closed
-    "HTTPRoute": ("gateway.networking.k8s.io/v1", "httproutes"),  # read only: the hosts a preview routes
-    "Middleware": ("traefik.io/v1alpha1", "middlewares"),  # AUTH_WIRING=traefik
-}
-# Always served: Kubernetes' own kinds among those the controller writes.
-CORE = {"Service": ("v1", "services"), "Ingress": ("networking.k8s.io/v1", "ingresses")}
-
-
-def collection_path(obj: dict[str, Any]) -> str:
-    api_version, plural = {**PLURALS, **CORE}[obj["kind"]]
-    group = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-    return f"{group}/namespaces/{obj['metadata']['namespace']}/{plural}"
