@@ -24,7 +24,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from controller import kinds, resources
+from controller import kinds
+from controller.addons.bucket import ADDON, EMPTY_BUCKET_FINALIZER
 from controller.times import Event
 from foundation.upstream import UpstreamMetrics
 from kube.client import ApiError, KubeError
@@ -32,7 +33,7 @@ from kube.queue import WorkQueue, drain_forever
 
 log = logging.getLogger("preview_broker.buckets")
 
-FINALIZER = resources.EMPTY_BUCKET_FINALIZER
+FINALIZER = EMPTY_BUCKET_FINALIZER
 BATCH = 1000  # S3 DeleteObjects accepts at most 1000 keys
 
 
@@ -103,7 +104,7 @@ class BucketJanitor:
         self.queue = WorkQueue(retry_base=2.0, retry_cap=120.0)
 
     def notify(self, namespace: str) -> None:
-        bucket = self.cache.buckets.get(namespace)
+        bucket = self.cache.observed[ADDON.name].get(namespace)
         meta = (bucket or {}).get("metadata") or {}
         if meta.get("deletionTimestamp") and FINALIZER in (meta.get("finalizers") or []):
             self.queue.add(namespace)
@@ -123,7 +124,7 @@ class BucketJanitor:
             ))
 
     async def tear_down(self, s3: Any, namespace: str) -> None:
-        obj = self.cache.buckets.get(namespace)
+        obj = self.cache.observed[ADDON.name].get(namespace)
         meta = (obj or {}).get("metadata") or {}
         if not meta.get("deletionTimestamp") or FINALIZER not in (meta.get("finalizers") or []):
             return

@@ -14,7 +14,6 @@ from controller.metrics import ControllerMetrics
 from controller.reconciler import Controller
 from controller.settings import ControllerSettings
 from foundation import logs
-from foundation.trust import botocore_bundle, client_verify
 from kube.client import Fence, Kube, KubeError, NoConfig
 from kube.leader import LeaderElector
 
@@ -106,37 +105,13 @@ async def _main(settings: ControllerSettings, metrics: ControllerMetrics, health
 
 
 def build_extensions(settings: ControllerSettings, kube: Kube, controller: Controller, fence: Fence | None) -> list:
-    """Side jobs with their own queues: bucket emptying, GitHub statuses, pull-request checks."""
-    from controller.buckets import BucketJanitor
+    """Side jobs with their own queues, the add-ons': bucket emptying, GitHub statuses, pull-request checks."""
+    from controller.addons import ADDONS
 
     extensions: list = []
-    if settings.bucket_enabled:  # off: no Buckets are watched, so there is nothing to empty
-        extensions.append(BucketJanitor(kube, controller.cache, endpoint_url=settings.s3_endpoint_url,
-                                        region=settings.s3_region, ca_bundle=botocore_bundle(settings.extra_ca_certs),
-                                        dry_run=settings.dry_run,
-                                        announce=controller.announce, fence=fence,
-                                        upstream=controller.metrics.upstream))
-    if settings.github_enabled:
-        import httpx
-
-        from controller.deployments import DeploymentReporter
-        from controller.github import AppInstallationToken, GitHubClient, StaticToken
-        from controller.pullrequests import PullRequestChecker
-
-        tokens = (
-            AppInstallationToken(settings.github_app_id, settings.github_app_installation_id,
-                                 open(settings.github_app_private_key_file).read())
-            if settings.github_app_id else StaticToken(settings.github_token)
-        )
-        connections = httpx.AsyncHTTPTransport(verify=client_verify(settings.extra_ca_certs))
-        http = httpx.AsyncClient(timeout=30, transport=controller.metrics.upstream.transport("github", connections))
-        client = GitHubClient(settings.github_api_url, tokens, http, fence=fence)
-        extensions.append(DeploymentReporter(client, kube, controller.cache,
-                                             url_scheme=settings.environment_url_scheme))
-        if settings.pull_request_check_interval > 0:
-            extensions.append(PullRequestChecker(
-                client, controller.cache, controller.queue.add, interval=settings.pull_request_check_interval,
-                reserve=settings.github_rate_limit_reserve, metrics=controller.metrics))
+    for addon in ADDONS:  # off: its objects are not watched, so there is nothing to do
+        if addon.enabled(settings):
+            extensions += addon.extensions(settings, kube, controller, fence)
     return extensions
 
 

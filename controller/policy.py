@@ -10,16 +10,16 @@ reconciler applies the difference.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from controller import resources
+from controller.addons import PROVISIONED
 from controller.lifetime import Lifetime, PullRequest, closed, deletion_due, lifetime
-from controller.settings import ControllerSettings, parse_rfc3339
-from controller.times import Event, format_time, parse_time  # noqa: F401 (Event: part of the policy's vocabulary)
+from controller.settings import ControllerSettings
+from controller.times import Event, format_time  # noqa: F401 (Event: part of the policy's vocabulary)
+from controller.views import NamespaceView, RouteView  # noqa: F401 (RouteView: what candidate_hosts reads)
 from foundation import contract
 from foundation.contract import (  # noqa: F401 (the phases belong to the contract; the policy speaks them)
     NOT_LIVE,
@@ -32,66 +32,6 @@ from foundation.contract import (  # noqa: F401 (the phases belong to the contra
 )
 from foundation.durations import format_duration
 from foundation.hosts import InvalidHost, is_under, normalize_host
-
-
-def _ours(mapping: Mapping[str, str] | None) -> dict[str, str]:
-    # Interned: 10,000 cached namespaces share one copy of each key.
-    return {sys.intern(k): v for k, v in (mapping or {}).items() if k.startswith(contract.PREFIX)}
-
-
-@dataclass(frozen=True, slots=True)
-class NamespaceView:
-    name: str
-    uid: str
-    created: datetime
-    deleting: bool = False
-    labels: Mapping[str, str] = field(default_factory=dict)
-    annotations: Mapping[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def from_object(cls, obj: Mapping[str, Any]) -> NamespaceView:
-        meta = obj.get("metadata", {})
-        return cls(
-            name=meta["name"],
-            uid=meta.get("uid", ""),
-            created=parse_time(meta.get("creationTimestamp")) or datetime.fromtimestamp(0, UTC),
-            deleting=bool(meta.get("deletionTimestamp")),
-            # Only our own keys: policy reads nothing else, and other tools' annotations
-            # (Argo CD, kubectl) would be most of what 10,000 cached namespaces weigh.
-            labels=_ours(meta.get("labels")),
-            annotations=_ours(meta.get("annotations")),
-        )
-
-    @property
-    def pull_request(self) -> str:
-        return self.labels.get(contract.LABEL_PR) or self.annotations.get(contract.ANN_PR, "")
-
-
-@dataclass(frozen=True, slots=True)
-class RouteView:
-    """What the controller keeps of an Ingress or an HTTPRoute: the hosts it routes."""
-
-    kind: str  # ingress | httproute
-    name: str
-    hosts: tuple[str, ...]
-    exposed: bool
-
-    @classmethod
-    def from_ingress(cls, obj: Mapping[str, Any]) -> RouteView:
-        rules = (obj.get("spec") or {}).get("rules") or []
-        hosts = tuple(r["host"] for r in rules if isinstance(r, dict) and isinstance(r.get("host"), str))
-        return cls._of("ingress", obj, hosts)
-
-    @classmethod
-    def from_httproute(cls, obj: Mapping[str, Any]) -> RouteView:
-        names = (obj.get("spec") or {}).get("hostnames") or []
-        return cls._of("httproute", obj, tuple(h for h in names if isinstance(h, str)))
-
-    @classmethod
-    def _of(cls, kind: str, obj: Mapping[str, Any], hosts: tuple[str, ...]) -> RouteView:
-        meta = obj.get("metadata", {})
-        exposed = (meta.get("annotations") or {}).get(contract.ANN_EXPOSE, "").lower() == "true"
-        return cls(kind, meta["name"], hosts, exposed)
 
 
 @dataclass(slots=True)
@@ -241,45 +181,7 @@ def standing(
     return Standing(life, shut, life.expires_at is not None and now >= life.expires_at)
 
 
-# --- readiness of the objects we create -------------------------------------------------
-
-def _conditions(obj: Mapping[str, Any] | None) -> dict[str, str]:
-    conds = ((obj or {}).get("status") or {}).get("conditions") or []
-    return {c.get("type", ""): c.get("status", "") for c in conds if isinstance(c, dict)}
-
-
-def database_ready(cluster: Mapping[str, Any] | None) -> bool:
-    """CloudNativePG: healthy phase AND the Ready condition (either alone can lag the other)."""
-    if not cluster:
-        return False
-    phase = ((cluster.get("status") or {}).get("phase")) or ""
-    return phase == "Cluster in healthy state" and _conditions(cluster).get("Ready") == "True"
-
-
-def bucket_ready(bucket: Mapping[str, Any] | None) -> bool:
-    conds = _conditions(bucket)
-    return conds.get("ACK.ResourceSynced") == "True" or conds.get("Ready") == "True"
-
-
-def _wanted(ns: NamespaceView, annotation: str, default: bool) -> bool:
-    value = ns.annotations.get(annotation, "").lower()
-    if value in ("true", "false"):
-        return value == "true"
-    return default
-
-
 # --- the plan ----------------------------------------------------------------------------
-
-def _database_target(ns: NamespaceView, settings: ControllerSettings) -> tuple[str, Event | None]:
-    raw = ns.annotations.get(contract.ANN_DATABASE_TARGET_TIME, "")
-    if raw:
-        try:
-            return format_time(parse_rfc3339(raw)), None
-        except ValueError:
-            return settings.database_recovery_target_time, Event(
-                "Warning", "InvalidDatabaseTarget", f"{contract.ANN_DATABASE_TARGET_TIME} is not RFC 3339; ignored")
-    return settings.database_recovery_target_time, None
-
 
 def plan(
     ns: NamespaceView,
@@ -287,8 +189,7 @@ def plan(
     hosts: list[str],
     refused: list[dict[str, str]],
     current: Mapping[str, Any] | None,
-    cluster: Mapping[str, Any] | None,
-    bucket: Mapping[str, Any] | None,
+    observed: Mapping[str, Mapping[str, Any] | None],
     settings: ControllerSettings,
     now: datetime,
     standing: Standing,
@@ -296,26 +197,20 @@ def plan(
     """Desired status, objects and events for one preview namespace at `now`.
 
     `hosts` are the valid hosts this namespace won; `refused` those it may not have.
-    `current` is the PreviewEnvironment's current status (None when absent).
+    `current` is the PreviewEnvironment's current status (None when absent); `observed` maps
+    each add-on's name to its object in the namespace (controller/addons/), absent or None when none.
     """
     current = current or {}
     expires_at = standing.life.expires_at
-    want_db = _wanted(ns, contract.ANN_DATABASE, settings.database_default)
-    want_bucket = _wanted(ns, contract.ANN_BUCKET, settings.bucket_default)
     # An add-on that is off has no watch and no rights (DATABASE_DEFAULT and BUCKET_DEFAULT need it on):
     # a namespace whose annotation asks for it is told so, once.
-    off = []
-    if want_db and not settings.database_enabled:
-        off.append((contract.ANN_DATABASE, "database"))
-    if want_bucket and not settings.bucket_enabled:
-        off.append((contract.ANN_BUCKET, "bucket"))
-    want_db = want_db and settings.database_enabled
-    want_bucket = want_bucket and settings.bucket_enabled
+    asked = [a for a in PROVISIONED if a.wanted(ns, settings)]
+    off = [(a.annotation, a.name) for a in asked if not a.enabled(settings)]
+    wanted = [a for a in asked if a.enabled(settings)]
     status: dict[str, Any] = {
         "allowedHosts": [],
         "refusedHosts": refused,
-        "database": "",
-        "bucket": "",
+        **{a.name: "" for a in PROVISIONED},
         "expiresAt": format_time(expires_at) if expires_at else None,
         "activity": standing.life.activity,
         "closed": standing.closed,
@@ -355,17 +250,13 @@ def plan(
             delete_why = status["message"]
     else:
         status["allowedHosts"] = hosts
-        if want_db:
-            target, warning = _database_target(ns, settings)
-            if warning and first:
-                result.events.append(warning)
-            result.objects += resources.database_objects(ns.name, settings, target_time=target)
-            status["database"] = "Ready" if database_ready(cluster) else "Provisioning"
-        if want_bucket:
-            retain = ns.annotations.get(contract.ANN_RETAIN_BUCKET, "").lower() == "true"
-            result.objects.append(resources.bucket(ns.name, ns.uid, settings, retain=retain))
-            status["bucket"] = "Synced" if bucket_ready(bucket) else "Provisioning"
-        pending = [k for k in ("database", "bucket") if status[k] == "Provisioning"]
+        for addon in wanted:
+            objects, warnings = addon.desired(ns, settings)
+            if first:
+                result.events += warnings
+            result.objects += objects
+            status[addon.name] = addon.ready_word if addon.ready(observed.get(addon.name)) else "Provisioning"
+        pending = [a.name for a in PROVISIONED if status[a.name] == "Provisioning"]
         deadline = ns.created + timedelta(seconds=settings.provisioning_timeout)
         if not pending:
             status["phase"] = PHASE_READY
@@ -401,7 +292,8 @@ def _transition_events(current: Mapping[str, Any], status: Mapping[str, Any], ns
     if current.get("phase") != phase:
         kind = "Warning" if phase in (PHASE_FAILED, PHASE_EXPIRED) else "Normal"
         detail = {
-            PHASE_PROVISIONING: "waiting for " + ", ".join(k for k in ("database", "bucket") if status[k] == "Provisioning"),
+            PHASE_PROVISIONING: "waiting for "
+            + ", ".join(a.name for a in PROVISIONED if status[a.name] == "Provisioning"),
             PHASE_READY: "hosts: " + (", ".join(status["allowedHosts"]) or "none"),
             PHASE_FAILED: status["message"],
             PHASE_EXPIRED: status["message"],

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from controller import kinds, policy
+from controller.addons import PROVISIONED
 from controller.applications import Applications
 from controller.lifetime import PullRequest
 from controller.loop import Loop, Result
@@ -41,8 +42,8 @@ class Cache:
         # namespace -> (kind, name) -> the hosts an Ingress or HTTPRoute routes
         self.routes: dict[str, dict[tuple[str, str], policy.RouteView]] = {}
         self.previews: dict[str, dict[str, Any]] = {}
-        self.clusters: dict[str, dict[str, Any]] = {}
-        self.buckets: dict[str, dict[str, Any]] = {}
+        # add-on name -> namespace -> the object that says whether it is ready (controller/addons/)
+        self.observed: dict[str, dict[str, dict[str, Any]]] = {addon.name: {} for addon in PROVISIONED}
         # What GitHub last said about each preview's pull request (filled by PullRequestChecker).
         self.pull_requests: dict[str, PullRequest] = {}
 
@@ -127,8 +128,6 @@ class Controller(Writes, Loop):
     def _watchers(self) -> list[Watcher]:
         w = self.watcher
         pe_sync, pe_event = self.keyed_sync(self.cache.previews, _name_of)  # items are cached_preview()s
-        cl_sync, cl_event = self.keyed_sync(self.cache.clusters, _ns_of)
-        bk_sync, bk_event = self.keyed_sync(self.cache.buckets, _ns_of)
         out = [
             # Namespaces and routes are kept only as the few fields policy reads.
             w(kinds.NAMESPACE.path(), "namespaces", self._sync_namespaces, self._on_namespace,
@@ -140,12 +139,12 @@ class Controller(Writes, Loop):
         if kinds.HTTPROUTE.kind in self.available_kinds:  # Gateway API: only where its CRDs are served
             out.append(w(kinds.HTTPROUTE.path(), "httproutes", *self._route_handlers("httproute"),
                          transform=lambda o: (_ns_of(o), policy.RouteView.from_httproute(o))))
-        # CloudNativePG and ACK are optional: watch their objects only when their add-on is on (the chart
-        # grants their rights only then) and only where their CRDs are served.
-        if kinds.CLUSTER.kind in self.available_kinds and self.settings.database_enabled:
-            out.append(w(kinds.CLUSTER.path(), "cnpg-clusters", cl_sync, cl_event, MANAGED_SELECTOR))
-        if kinds.BUCKET.kind in self.available_kinds and self.settings.bucket_enabled:
-            out.append(w(kinds.BUCKET.path(), "ack-buckets", bk_sync, bk_event, MANAGED_SELECTOR))
+        # The add-ons (CloudNativePG, ACK) are optional: watch their objects only when the add-on is on (the
+        # chart grants their rights only then) and only where their CRDs are served.
+        for addon in PROVISIONED:
+            if addon.observed.kind in self.available_kinds and addon.enabled(self.settings):
+                out.append(w(addon.observed.path(), addon.watch_name,
+                             *self.keyed_sync(self.cache.observed[addon.name], _ns_of), MANAGED_SELECTOR))
         if kinds.APPLICATION.kind in self.available_kinds and self.settings.argocd_namespace:
             # Only the names: Applications are large, and all that matters is which still exist.
             out.append(w(kinds.APPLICATION.path(self.settings.argocd_namespace),
@@ -205,8 +204,7 @@ class Controller(Writes, Loop):
             hosts=won,
             refused=refused,
             current=current_status,
-            cluster=self.cache.clusters.get(name),
-            bucket=self.cache.buckets.get(name),
+            observed={addon.name: self.cache.observed[addon.name].get(name) for addon in PROVISIONED},
             settings=self.settings,
             now=now,
             standing=standing,

@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from controller import kinds, policy, resources
+from controller.addons import BY_KIND as ADDONS_BY_KIND
 from foundation import contract
 from kube.client import ApiError, slim
 
@@ -73,12 +74,13 @@ class Writes:
 
     async def _ensure(self, obj: dict[str, Any]) -> None:
         """Create the object when missing; existing ones are left as they are (users may tune them)."""
-        cache = {"Cluster": self.cache.clusters, "Bucket": self.cache.buckets}.get(obj["kind"])
+        addon = ADDONS_BY_KIND[obj["kind"]]
+        seen = self.cache.observed[addon.name]
         ns = obj["metadata"]["namespace"]
-        if cache is not None and ns in cache:
+        if ns in seen:
+            # Its observed object exists, so do those made before it: no create (and 409) on every resync.
             return
-        if obj["kind"] == "ObjectStore" and ns in self.cache.clusters:
-            return  # made before its Cluster, which exists: no create (and 409) on every resync
+        cache = seen if obj["kind"] == addon.observed.kind else None
 
         try:
             created = await self.kube.create(kinds.collection_path(obj), obj)

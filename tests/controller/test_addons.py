@@ -28,7 +28,7 @@ def settings(**env: str) -> ControllerSettings:
 def _plan(s: ControllerSettings, current=None):
     n = NamespaceView("pr-1", "uid-1", T0, False, {}, ASKS)
     st = standing(n, current=current, pr=None, application_gone=False, settings=s, now=T0)
-    return plan(n, hosts=["pr-1.preview.example.com"], refused=[], current=current, cluster=None, bucket=None,
+    return plan(n, hosts=["pr-1.preview.example.com"], refused=[], current=current, observed={},
                 settings=s, now=T0, standing=st)
 
 

@@ -109,7 +109,7 @@ def test_closed_when_github_says_so_or_the_application_is_gone(state, app_gone, 
 def _plan(n, *, now, current=None, state=None, app_gone=False, **kw):
     s = settings(**kw)
     st = standing(n, current=current, pr=state, application_gone=app_gone, settings=s, now=now)
-    return plan(n, hosts=["pr-1.preview.example.com"], refused=[], current=current, cluster=None, bucket=None,
+    return plan(n, hosts=["pr-1.preview.example.com"], refused=[], current=current, observed={},
                 settings=s, now=now, standing=st)
 
 

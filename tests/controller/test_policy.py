@@ -7,14 +7,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from controller import resources
+from controller.addons.bucket import bucket as ack_bucket
+from controller.addons.bucket import bucket_name, bucket_ready
+from controller.addons.database import database_objects, database_ready
 from controller.policy import (
     ClaimIndex,
     NamespaceView,
     RouteView,
-    bucket_ready,
     candidate_hosts,
-    database_ready,
     plan,
     standing,
     validate_hosts,
@@ -180,7 +180,8 @@ def test_bucket_ready(conds, ok) -> None:
 def _plan(n, now=T0, current=None, cluster=None, bucket=None, pr=None, app_gone=False, **kw):
     s = settings(**kw)
     st = standing(n, current=current, pr=pr, application_gone=app_gone, settings=s, now=now)
-    return plan(n, hosts=["pr-1.preview.example.com"], refused=[], current=current, cluster=cluster, bucket=bucket,
+    return plan(n, hosts=["pr-1.preview.example.com"], refused=[], current=current,
+                observed={"database": cluster, "bucket": bucket},
                 settings=s, now=now, standing=st)
 
 
@@ -227,7 +228,7 @@ def test_database_and_bucket_provisioning_then_ready_then_failed() -> None:
 def test_in_tree_recovery_never_archives_wal() -> None:
     s = settings(database_mode="in-tree", database_destination_path="s3://backups/main", database_source_name="main",
                  database_s3_secret="aws")
-    (cluster,) = resources.database_objects("pr-1", s)
+    (cluster,) = database_objects("pr-1", s)
     spec = cluster["spec"]
     assert "backup" not in spec and "plugins" not in spec
     assert spec["bootstrap"] == {"recovery": {"source": "origin"}}
@@ -238,7 +239,7 @@ def test_in_tree_recovery_never_archives_wal() -> None:
 def test_plugin_recovery_uses_object_store_and_no_wal_archiver() -> None:
     s = settings(database_destination_path="s3://backups/main", database_source_name="main")
     assert s.database_mode == "plugin"  # the default since CloudNativePG deprecated barmanObjectStore (1.26)
-    store, cluster = resources.database_objects("pr-1", s)
+    store, cluster = database_objects("pr-1", s)
     assert store["kind"] == "ObjectStore" and store["spec"]["configuration"]["destinationPath"] == "s3://backups/main"
     ext = cluster["spec"]["externalClusters"][0]["plugin"]
     assert ext["name"] == "barman-cloud.cloudnative-pg.io" and ext["parameters"]["barmanObjectName"] == store["metadata"]["name"]
@@ -246,7 +247,7 @@ def test_plugin_recovery_uses_object_store_and_no_wal_archiver() -> None:
 
 
 def test_database_defaults_leave_class_image_resources_and_target_to_cnpg() -> None:
-    (_, cluster) = resources.database_objects("pr-1", settings(database_destination_path="s3://b/p"))
+    (_, cluster) = database_objects("pr-1", settings(database_destination_path="s3://b/p"))
     spec = cluster["spec"]
     assert spec["storage"] == {"size": "1Gi"} and spec["bootstrap"] == {"recovery": {"source": "origin"}}
     assert "imageName" not in spec and "resources" not in spec
@@ -302,15 +303,15 @@ def test_bucket_names_are_dns_valid_deterministic_and_short(namespace) -> None:
     import re
 
     s = settings(bucket_suffix="123456789012")
-    name = resources.bucket_name(namespace, "uid-1", s)
+    name = bucket_name(namespace, "uid-1", s)
     assert len(name) <= 63 and re.fullmatch(r"[a-z0-9][a-z0-9-]*[a-z0-9]", name)
-    assert name == resources.bucket_name(namespace, "uid-1", s)
-    assert name != resources.bucket_name(namespace, "uid-2", s)
+    assert name == bucket_name(namespace, "uid-1", s)
+    assert name != bucket_name(namespace, "uid-2", s)
     assert name.endswith("-123456789012")
 
 
 def test_bucket_has_explicit_deletion_policy() -> None:
-    b = resources.bucket("pr-1", "u", settings(bucket_deletion_policy="retain"))
+    b = ack_bucket("pr-1", "u", settings(bucket_deletion_policy="retain"))
     assert b["metadata"]["annotations"]["services.k8s.aws/deletion-policy"] == "retain"
 
 

@@ -16,7 +16,7 @@ import respx
 from controller.buckets import BucketJanitor
 from controller.deployments import ANN_REPO, ANN_SHA, DeploymentReporter
 from controller.github import GitHubClient, StaticToken
-from controller.resources import EMPTY_BUCKET_FINALIZER
+from controller.addons.bucket import EMPTY_BUCKET_FINALIZER
 from foundation import contract
 from tests.support.controller_rig import DOMAIN, Rig, eventually, make_rig, merge_patch
 from tests.support.controlplane import ControlPlane
