@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from controller import wiring
 from controller.addons import PROVISIONED
 from controller.lifetime import Lifetime, PullRequest, closed, deletion_due, lifetime
 from controller.settings import ControllerSettings
@@ -59,15 +60,16 @@ def candidate_hosts(ns: NamespaceView, routes: Iterable[RouteView], mode: str) -
 
 
 def auth_wiring(ns: NamespaceView, settings: ControllerSettings) -> tuple[str, str]:
-    """(the auth wiring to generate in this namespace: traefik, nginx or off; why a request was not followed)."""
+    """(the auth wiring to generate in this namespace: a mode of wiring.WIRINGS or off; why a request was
+    not followed)."""
     wanted = ns.annotations.get(contract.ANN_AUTH_WIRING, "").strip().lower()
     if not wanted:
         return settings.auth_wiring, ""
     if wanted == "off" or wanted in settings.wiring_modes:
         return wanted, ""
-    if wanted in ("traefik", "nginx"):
+    if wanted in wiring.MODES:
         return "off", f"{contract.ANN_AUTH_WIRING}={wanted} is not allowed here (AUTH_WIRING_MODES)"
-    return "off", f"{contract.ANN_AUTH_WIRING}={wanted!r} is not one of traefik, nginx, off"
+    return "off", f"{contract.ANN_AUTH_WIRING}={wanted!r} is not one of {', '.join(wiring.MODES)}, off"
 
 
 def reserved_by(host: str, reserved: Mapping[str, str]) -> str | None:

@@ -11,7 +11,7 @@ import json
 import logging
 from typing import Any
 
-from controller import kinds, policy, resources
+from controller import kinds, policy, wiring
 from controller.addons import BY_KIND as ADDONS_BY_KIND
 from foundation import contract
 from kube.client import ApiError, slim
@@ -101,7 +101,7 @@ class Writes:
             return
         owner = {"apiVersion": kinds.PREVIEW.api_version, "kind": kinds.PREVIEW.kind, "name": ns.name,
                  "uid": (preview.get("metadata") or {}).get("uid", ""), "controller": True}
-        for obj in resources.auth_wiring(ns.name, mode, hosts, self.settings):
+        for obj in wiring.auth_wiring(ns.name, mode, hosts, self.settings):
             if obj["kind"] not in self.available_kinds and kinds.BY_KIND[obj["kind"]].optional:
                 await self._warn_once(ns, "MissingAPI", f"cannot create {obj['kind']}: its CRD is not installed")
                 continue

@@ -3,7 +3,7 @@ controller generates and the e2e stack applies."""
 
 from __future__ import annotations
 
-from controller import resources
+from controller import wiring
 from controller.settings import ControllerSettings
 from tests.support.recipes import recipe
 from tests.support.stack import Preview, gateway_route
@@ -15,7 +15,7 @@ def test_the_middleware_recipe_is_the_generated_middleware() -> None:
     settings = ControllerSettings.model_validate({"preview_domains": ["preview.example.com"], "auth_wiring": "traefik",
                                                   "public_url": "https://auth.preview.example.com",
                                                   "broker_internal_url": BROKER})
-    (generated,) = resources.auth_wiring("NS", "traefik", [], settings)
+    (generated,) = wiring.auth_wiring("NS", "traefik", [], settings)
     generated["metadata"].pop("labels")
     assert recipe("traefik-middleware") == generated
 
