@@ -1,6 +1,9 @@
 # One image, two commands: `preview-broker broker` (default) and `preview-broker controller`.
-# BASE_IMAGE must provide python3 (>= 3.11) with the venv module; the default is the official slim image.
-ARG BASE_IMAGE=python:3.11-slim
+# BASE_IMAGE must provide python3 3.11 (the version requirements.lock is made for) with the venv
+# module. The default is the official slim image, pinned to Python 3.11 on Debian bookworm: the
+# suite of the base `make image` debootstraps. Not by digest: nothing here can ask a registry for
+# one; pass BASE_IMAGE=python:3.11-slim-bookworm@sha256:... to pin the bytes too.
+ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 FROM ${BASE_IMAGE} AS build
 # strip (binutils) only in this stage: it drops the debug sections of the wheels' C extensions
@@ -10,6 +13,9 @@ RUN if ! command -v strip >/dev/null; then \
       && rm -rf /var/lib/apt/lists/*; \
     fi
 WORKDIR /src
+# The locks of `make lock`: every runtime dependency and the build backend at one version, each file
+# checked against its hash (both platforms' wheels are in them); nothing is resolved here.
+COPY requirements.lock requirements-build.lock ./
 COPY pyproject.toml README.md LICENSE ./
 COPY preview_broker ./preview_broker
 COPY broker ./broker
@@ -22,7 +28,9 @@ COPY foundation ./foundation
 # models of every AWS service but the ones the controller's S3 client uses (S3, and STS/SSO
 # for the credential chain: IRSA's web identity, SSO profiles).
 RUN python3 -m venv /opt/preview-broker \
-    && /opt/preview-broker/bin/pip install --no-cache-dir --no-compile . \
+    && /opt/preview-broker/bin/pip install --no-cache-dir --no-compile --require-hashes --no-deps \
+         -r requirements.lock -r requirements-build.lock \
+    && /opt/preview-broker/bin/pip install --no-cache-dir --no-compile --no-deps --no-build-isolation . \
     && cp LICENSE /opt/preview-broker/LICENSE \
     && cd /opt/preview-broker/lib/python3*/site-packages \
     && rm -rf pip pip-* setuptools setuptools-* pkg_resources _distutils_hack distutils-precedence.pth \

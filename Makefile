@@ -5,18 +5,45 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv run demo test test-node test-unit testbin system-deps image bench bench-quick clean
+.PHONY: help venv lock run demo test test-node test-unit testbin system-deps image bench bench-quick clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-$(STAMP): pyproject.toml
+# The locks: every runtime and test dependency pinned with the hashes of all its files (the wheels
+# of every platform: the release builds amd64 and arm64), made from pyproject.toml by `make lock`.
+# requirements.lock is what the image installs; requirements-test.lock adds the test extra at the
+# same versions; requirements-build.lock pins the build backend ([build-system] requires), so
+# building the project itself fetches nothing unpinned either. tests/test_lock.py fails when
+# pyproject.toml and the locks disagree. `make lock LOCK_FLAGS=--upgrade` moves every pin forward;
+# without it the pins already in the locks are kept where pyproject.toml still allows them.
+LOCK := requirements.lock
+TEST_LOCK := requirements-test.lock
+BUILD_LOCK := requirements-build.lock
+LOCK_VENV := .venv-lock
+UV_VERSION := 0.13.8
+UV := $(LOCK_VENV)/bin/uv
+UV_COMPILE := $(UV) pip compile -q pyproject.toml --universal --python-version 3.11 --generate-hashes \
+	--custom-compile-command 'make lock' $(LOCK_FLAGS)
+
+$(STAMP): pyproject.toml $(TEST_LOCK) $(BUILD_LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q --require-hashes -r $(TEST_LOCK) -r $(BUILD_LOCK)
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-venv: $(STAMP)  ## create .venv with the project and its test tools
+venv: $(STAMP)  ## create .venv with the project and its test tools, at the versions of requirements-test.lock
+
+$(UV):
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install -q uv==$(UV_VERSION)
+
+lock: $(UV)  ## pin every dependency of pyproject.toml with hashes: requirements.lock (image), -test.lock, -build.lock
+	$(UV_COMPILE) --extra test -o $(TEST_LOCK)
+	$(UV_COMPILE) -c $(TEST_LOCK) -o $(LOCK)
+	$(PYTHON) -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")' \
+	  | $(subst pyproject.toml,-,$(UV_COMPILE)) -o $(BUILD_LOCK)
 
 run: $(STAMP)  ## run the broker locally against a real Dex (http dev mode) and print the URL to open
 	$(PY) scripts/dev
@@ -62,5 +89,5 @@ bench: $(STAMP) testbin system-deps  ## every benchmark: writes docs/benchmarks.
 bench-quick: $(STAMP) testbin system-deps  ## the same comparison in seconds; ends with the forward-auth summary line
 	$(PY) bench/forward_auth.py --duration 2 --rounds 2
 
-clean:  ## remove the virtualenv and caches (not the testbin cache)
-	rm -rf $(VENV) .pytest_cache
+clean:  ## remove the virtualenvs and caches (not the testbin cache)
+	rm -rf $(VENV) $(LOCK_VENV) .pytest_cache

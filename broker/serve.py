@@ -1,5 +1,5 @@
-"""Run the broker under uvicorn (uvloop and httptools): the public app, and /metrics on a port
-of its own, in one event loop, both with bounded connections (connections.py)."""
+"""Run the broker under uvicorn (on uvloop and httptools, both dependencies): the public app, and
+/metrics on a port of its own, in one event loop, both with bounded connections (connections.py)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,9 @@ def _config(app, host: str, port: int, guard: ConnectionGuard) -> uvicorn.Config
         host=host,
         port=port,
         http=guarded_protocol(guard),
-        ws="none",  # no WebSocket endpoint; an upgrade would also leave the guard's count behind
+        # No WebSocket endpoint: never load a WebSocket library another package installed (an upgrade
+        # would also leave the guard's count behind).
+        ws="none",
         log_config=None,
         access_log=False,
         proxy_headers=False,  # the broker reads X-Forwarded-* itself, only where it means to

@@ -7,6 +7,7 @@ of any failing test.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Iterator
@@ -32,6 +33,7 @@ from tests.support.localbroker import (
     broker_env,
 )
 from tests.support.procs import Proc, http_ok, wait_until
+from tests.support.reports import Section, logs_on_failure
 
 _live: list[object] = []
 
@@ -83,13 +85,12 @@ def broker_proc(dex: Dex, tmp_path_factory) -> Iterator[Proc]:
         proc.stop()
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    report = outcome.get_result()
-    if report.failed and _live:
-        for thing in _live:
-            if isinstance(thing, ControlPlane):
-                report.sections.append(("control plane logs", thing.logs()))
-            elif isinstance(thing, Proc):
-                report.sections.append((f"{thing.name} log", thing.tail(60)))
+def _component_logs() -> Iterator[Section]:
+    for thing in _live:
+        if isinstance(thing, ControlPlane):
+            yield "control plane logs", thing.logs
+        elif isinstance(thing, Proc):
+            yield f"{thing.name} log", functools.partial(thing.tail, 60)
+
+
+pytest_runtest_makereport = logs_on_failure(_component_logs)

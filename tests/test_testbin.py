@@ -50,11 +50,11 @@ def test_unknown_program_is_refused() -> None:
 
 @pytest.mark.cluster  # asks the real module proxy
 def test_a_module_that_fails_names_itself_and_the_step(tmp_path: Path) -> None:
-    tb = support_testbin.load_script()
-    bogus = tb.Tool(name="bogus", module="github.com/preview-broker-tests/does-not-exist", version="v0.0.1",
+    tb = support_testbin.load_package()
+    bogus = tb.core.Tool(name="bogus", module="github.com/preview-broker-tests/does-not-exist", version="v0.0.1",
                     packages=(("github.com/preview-broker-tests/does-not-exist/cmd/x", "x"),))
-    with pytest.raises(tb.BuildError) as err:
-        tb.build(bogus, tmp_path)
+    with pytest.raises(tb.core.BuildError) as err:
+        tb.gobuild.build(bogus, tmp_path)
     assert "github.com/preview-broker-tests/does-not-exist@v0.0.1" in str(err.value)
     assert "failed at" in str(err.value)
     assert "--pin bogus=VERSION" in str(err.value)
@@ -63,8 +63,9 @@ def test_a_module_that_fails_names_itself_and_the_step(tmp_path: Path) -> None:
 
 @pytest.mark.cluster  # asks the real module proxy
 def test_staging_replaces_are_derived_from_the_served_go_mod() -> None:
-    tb = support_testbin.load_script()
-    replaces = dict(tb.derive_replaces(tb.TOOLS["kube"], tb.served_gomod(tb.TOOLS["kube"])))
+    tb = support_testbin.load_package()
+    kube = tb.catalog.TOOLS["kube"]
+    replaces = dict(tb.goproxy.derive_replaces(kube, tb.goproxy.served_gomod(kube)))
     assert replaces["k8s.io/api"] == "v0.37.2" and replaces["k8s.io/apiserver"] == "v0.37.2"
     assert "k8s.io/sample-controller" not in replaces  # not required by the module: never fetched
     assert len(replaces) >= 25

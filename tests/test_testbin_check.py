@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.testbin import load_script
+from tests.support.testbin import load_package
 
 APP_MOD = """module example.com/app
 
@@ -93,11 +93,12 @@ def proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeProxy]:
 
 @pytest.fixture
 def tb(monkeypatch: pytest.MonkeyPatch):
-    module = load_script()
-    app = module.Tool(name="app", module="example.com/app", version="v1.0.0",
+    module = load_package()
+    app = module.core.Tool(name="app", module="example.com/app", version="v1.0.0",
                       packages=(("example.com/app/cmd/app", "app"),), local_replaces="required")
-    monkeypatch.setattr(module, "TOOLS", {"app": app})
-    monkeypatch.setattr(module, "CRD_SOURCES", (module.CrdSource("example.com/crds", "v0.3.0", ("crds/a.yaml",)),))
+    monkeypatch.setattr(module.catalog, "TOOLS", {"app": app})
+    crds = module.core.CrdSource("example.com/crds", "v0.3.0", ("crds/a.yaml",))
+    monkeypatch.setattr(module.catalog, "CRD_SOURCES", (crds,))
     return module
 
 
@@ -111,7 +112,7 @@ def serve_everything(proxy: FakeProxy) -> None:
 
 def test_check_passes_when_every_version_is_served(tb, proxy: FakeProxy, capsys) -> None:
     serve_everything(proxy)
-    assert tb.main(["--check", "app", "crds"]) == 0
+    assert tb.cli.main(["--check", "app", "crds"]) == 0
     err = capsys.readouterr().err
     assert "the proxy serves all 5 module versions" in err
     asked = {path for _, path in proxy.requests}
@@ -126,7 +127,7 @@ def test_check_names_a_refused_replace_target_its_version_and_the_step(tb, proxy
                                                                        status: int) -> None:
     serve_everything(proxy)
     proxy.refuse("example.com/app/api/v2", "v2.4.0", status)
-    assert tb.main(["--check", "app"]) == 1
+    assert tb.cli.main(["--check", "app"]) == 1
     err = capsys.readouterr().err
     assert "example.com/app/api/v2@v2.4.0 failed at check (app: a derived replace target)" in err
     assert "not served: http://127.0.0.1:" in err and f": {status} " in err
@@ -138,7 +139,7 @@ def test_check_names_a_refused_replace_target_its_version_and_the_step(tb, proxy
 @pytest.mark.parametrize("status", [403, 404])
 def test_check_names_a_refused_tool_module(tb, proxy: FakeProxy, capsys, status: int) -> None:
     proxy.refuse("example.com/app", "v1.0.0", status)
-    assert tb.main(["--check", "app"]) == 1
+    assert tb.cli.main(["--check", "app"]) == 1
     err = capsys.readouterr().err
     assert "example.com/app@v1.0.0 failed at fetching its go.mod" in err and f": {status} " in err
 
@@ -147,7 +148,7 @@ def test_check_names_a_refused_plain_requirement_and_a_crd_source(tb, proxy: Fak
     serve_everything(proxy)
     proxy.refuse("example.com/lib", "v1.2.3", 403)
     proxy.refuse("example.com/crds", "v0.3.0", 404)
-    assert tb.main(["--check"]) == 1
+    assert tb.cli.main(["--check"]) == 1
     err = capsys.readouterr().err
     assert "example.com/lib@v1.2.3 failed at check (app: required by its go.mod)" in err
     assert "example.com/crds@v0.3.0 failed at check (crds: the CRD source example.com/crds)" in err
@@ -157,16 +158,16 @@ def test_check_names_a_refused_plain_requirement_and_a_crd_source(tb, proxy: Fak
 def test_a_pin_moves_the_check_to_another_version(tb, proxy: FakeProxy, capsys) -> None:
     serve_everything(proxy)
     proxy.refuse("example.com/app", "v1.0.1", 404)
-    assert tb.main(["--check", "--pin", "app=v1.0.1", "app"]) == 1
+    assert tb.cli.main(["--check", "--pin", "app=v1.0.1", "app"]) == 1
     assert "example.com/app@v1.0.1" in capsys.readouterr().err
-    assert tb.main(["--list", "--pin=app=v1.0.1"]) == 0
+    assert tb.cli.main(["--list", "--pin=app=v1.0.1"]) == 0
     assert "example.com/app@v1.0.1" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("spec", ["app", "app=", "nope=v1.0.0", "app=latest", "app=1.0.0"])
 def test_a_bad_pin_is_refused_with_one_line(tb, spec: str) -> None:
     with pytest.raises(SystemExit) as exc:
-        tb.main(["--pin", spec, "--check"])
+        tb.cli.main(["--pin", spec, "--check"])
     assert str(exc.value).startswith(f"testbin: bad pin {spec!r}: expected NAME=vX.Y.Z")
 
 
@@ -176,20 +177,20 @@ def test_a_build_refuses_an_unserved_module_before_running_go_and_leaves_no_stam
     proxy.refuse("example.com/app/api/v2", "v2.4.0", 403)
     (tmp_path / ".app.stamp").write_text("left by an earlier, other build")
     ran: list[list[str]] = []
-    monkeypatch.setattr(tb.subprocess, "Popen", lambda cmd, **kw: ran.append(cmd))
-    with pytest.raises(tb.BuildError) as err:
-        tb.build(tb.TOOLS["app"], tmp_path)
+    monkeypatch.setattr(tb.gobuild.subprocess, "Popen", lambda cmd, **kw: ran.append(cmd))
+    with pytest.raises(tb.core.BuildError) as err:
+        tb.gobuild.build(tb.catalog.TOOLS["app"], tmp_path)
     assert ("example.com/app/api/v2@v2.4.0 failed at checking it before the build (a derived replace target)"
             in str(err.value))
     assert ran == [] and not (tmp_path / ".app.stamp").exists()
 
 
 def test_go_mod_blocks_and_comments_are_parsed(tb) -> None:
-    requires, replaces = tb.parse_gomod(APP_MOD)
+    requires, replaces = tb.goproxy.parse_gomod(APP_MOD)
     assert requires == {"example.com/app/api/v2": "v2.4.0", "example.com/lib": "v1.2.3",
                         "example.com/single": "v0.1.0"}
     assert replaces == {"example.com/app/api/v2": "./api/v2", "example.com/guard": "./FORBIDDEN_DEPENDENCY"}
 
 
 def test_module_paths_are_case_encoded_for_the_proxy(tb) -> None:
-    assert tb.escape("github.com/Azure/go-autorest") == "github.com/!azure/go-autorest"
+    assert tb.core.escape("github.com/Azure/go-autorest") == "github.com/!azure/go-autorest"

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.browser import launch
+from tests.support.reports import logs_on_failure
 from tests.support.stack import Stack, start_stack
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "e2e"
@@ -47,9 +48,4 @@ def page(browser, request):
     context.close()
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    report = outcome.get_result()
-    if report.failed and _stack:
-        report.sections.append(("e2e component logs", _stack[0].logs()))
+pytest_runtest_makereport = logs_on_failure(lambda: [("e2e component logs", s.logs) for s in _stack[:1]])

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
+from packaging.utils import canonicalize_name
+
+from tests.support.locks import RUNTIME_LOCK, read_lock
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.image
@@ -118,3 +123,20 @@ def test_the_app_s_part_of_the_image_stays_small(container: str) -> None:
     """The virtualenv (the part of the image this project controls) was 170 MB before trimming."""
     megabytes = int(_run(container, "du", "-sm", "/opt/preview-broker").stdout.split()[0])
     assert megabytes <= MAX_VENV_MB, f"/opt/preview-broker is {megabytes} MB"
+
+
+def test_the_image_holds_exactly_the_runtime_lock_on_python_3_11(container: str) -> None:
+    """The Dockerfile installs requirements.lock (hash-checked) and the project: nothing else, nothing resolved."""
+    script = ("import importlib.metadata as m, json, platform\n"
+              "print(json.dumps({'version': platform.python_version(), 'impl': platform.python_implementation(),"
+              " 'dists': [[d.metadata['Name'], d.version] for d in m.distributions()]}))\n")
+    proc = _run(container, "python", "-c", script)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    found = json.loads(proc.stdout)
+    assert found["version"].startswith("3.11."), found["version"]
+    env = {"python_version": "3.11", "python_full_version": found["version"],
+           "platform_python_implementation": found["impl"], "implementation_name": found["impl"].lower()}
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    installed = {(canonicalize_name(name), version) for name, version in found["dists"]}
+    locked = {(p.name, p.version) for p in read_lock(RUNTIME_LOCK) if p.applies(env)}
+    assert installed == locked | {("preview-broker", project["version"])}

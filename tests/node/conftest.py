@@ -9,6 +9,7 @@ changes per run. The logs of every component and pod are attached to a failing t
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
 
@@ -29,6 +30,7 @@ from tests.support.node import (
     start_cluster,
 )
 from tests.support.procs import free_port
+from tests.support.reports import Section, logs_on_failure
 from tests.support.stack import BROKER_HOST, DOMAIN
 from tests.support.tls import Certs, make_certs
 
@@ -97,15 +99,11 @@ def release(node: Node, project_image: str, node_dex: Dex, node_certs: Certs) ->
     return Release(node, node_dex, node_certs, project_image, PUBLIC_PORT)
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    report = outcome.get_result()
-    if report.failed and _live:
-        n = _live[0]
-        report.sections.append(("node components", n.logs()))
-        try:
-            report.sections.append((f"{NAMESPACE} events", n.events(NAMESPACE)))
-        except Exception as exc:  # the apiserver may be what failed
-            report.sections.append((f"{NAMESPACE} events", repr(exc)))
-        report.sections.append((f"{NAMESPACE} pod logs", n.pod_logs(NAMESPACE)))
+def _node_logs() -> Iterator[Section]:
+    for n in _live[:1]:
+        yield "node components", n.logs
+        yield f"{NAMESPACE} events", functools.partial(n.events, NAMESPACE)  # the apiserver may be what failed
+        yield f"{NAMESPACE} pod logs", functools.partial(n.pod_logs, NAMESPACE)
+
+
+pytest_runtest_makereport = logs_on_failure(_node_logs)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
+import importlib
 import subprocess
 import sys
 from functools import cache
@@ -38,12 +37,10 @@ def binary(name: str, tool: str | None = None) -> Path:
     return path
 
 
-def load_script() -> ModuleType:
-    """scripts/testbin as a module, for tests of its functions (it has no .py suffix)."""
-    loader = importlib.machinery.SourceFileLoader("testbin_script", str(ROOT / "scripts" / "testbin"))
-    spec = importlib.util.spec_from_loader("testbin_script", loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["testbin_script"] = module  # dataclasses look their module up there
-    loader.exec_module(module)
-    return module
+def load_package() -> ModuleType:
+    """scripts/testbin's package (scripts/testbin_lib), every module imported, for tests of its functions."""
+    scripts = str(ROOT / "scripts")
+    if scripts not in sys.path:
+        sys.path.insert(0, scripts)
+    importlib.import_module("testbin_lib.cli")  # which imports every other module of the package
+    return sys.modules["testbin_lib"]
