@@ -1,38 +1,37 @@
-"""The broker's settings: names, types, defaults and help, in one place."""
+"""The broker's settings: names, types, defaults and help, in one place (those it shares with the controller
+in foundation/settings.py)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    field_validator,
-    model_validator,
-)
+from pydantic import BeforeValidator, Field, field_validator
 
 from broker.identity import email_domain_rule
-from foundation.config import SECRET, split_list
+from foundation.config import SECRET, Problems, split_list
 from foundation.durations import Duration
-from foundation.hosts import InvalidHost, is_under, normalize_host, parse_domains
-from foundation.trust import CAFile
+from foundation.hosts import InvalidHost, is_under, normalize_host
+from foundation.settings import CommaList, SharedSettings
 
-CommaList = Annotated[list[str], BeforeValidator(split_list)]
 PortList = Annotated[list[int], BeforeValidator(split_list)]
+# The identity provider kinds (broker/providers: make_provider has one for each).
+PROVIDERS = ("github", "oidc")
+ProviderKind = Literal["github", "oidc"]
 
 
-class BrokerSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+def _known_provider(value: object) -> object:
+    """An unknown PROVIDER is refused with the list of the known ones."""
+    if isinstance(value, str) and value not in PROVIDERS:
+        raise ValueError(f"unknown provider; the known ones are {', '.join(PROVIDERS)}")
+    return value
+
+
+class BrokerSettings(SharedSettings):
 
     public_url: str = Field(
         description="The broker's own URL, e.g. https://auth.preview.example.com. "
         "The IdP redirect URI to register is <PUBLIC_URL>/oauth2/callback."
-    )
-    preview_domains: CommaList = Field(
-        description="Comma list of parent domains under which preview hosts live, e.g. preview.example.com."
     )
     secret_keys: CommaList = Field(
         description="Comma list of signing keys (>= 32 characters each), newest last. "
@@ -47,7 +46,9 @@ class BrokerSettings(BaseModel):
         "run with it, move it to the end of SECRET_KEYS (docs/operations.md, key rotation).",
         json_schema_extra=SECRET,
     )
-    provider: Literal["github", "oidc"] = Field(description="Identity provider kind: github or oidc.")
+    provider: Annotated[ProviderKind, BeforeValidator(_known_provider)] = Field(
+        description="Identity provider kind: github or oidc."
+    )
     client_id: str = Field(min_length=1, description="OAuth client id registered at the identity provider.")
     client_secret: str = Field(min_length=1, description="OAuth client secret.", json_schema_extra=SECRET)
     oidc_issuer: str = Field(
@@ -139,11 +140,6 @@ class BrokerSettings(BaseModel):
         description="RISKY, off by default: a parent domain for the session cookie so one login covers every "
         "preview. Preview apps run untrusted PR code and would all receive that cookie.",
     )
-    extra_ca_certs: CAFile = Field(
-        default="",
-        description="Path of a PEM file of CA certificates to trust besides the public ones, on calls to the "
-        "identity provider (a private issuer, GitHub Enterprise).",
-    )
     idp_timeout: float = Field(default=10.0, gt=0, le=120, description="Seconds to wait for the IdP.")
     header_timeout: Duration = Field(
         default=5, ge=1, le=60,
@@ -155,10 +151,6 @@ class BrokerSettings(BaseModel):
         default=1000, ge=1, le=1_000_000,
         description="Most connections served at once; one more is answered 503 at once and closed. Start-up checks "
         "that the open-file limit (RLIMIT_NOFILE) leaves room for it.",
-    )
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
-    log_format: Literal["json", "text"] = Field(
-        default="json", description="Log lines as JSON objects (for log pipelines) or as text (for people)."
     )
 
     @field_validator("public_url")
@@ -181,11 +173,6 @@ class BrokerSettings(BaseModel):
                  "/oauth2/sign_out", "/oauth2/userinfo"):
             raise ValueError("must not be one of the broker's own endpoints")
         return v
-
-    @field_validator("preview_domains")
-    @classmethod
-    def _domains(cls, v: list[str]) -> list[str]:
-        return parse_domains(v)
 
     @field_validator("allowed_hosts")
     @classmethod
@@ -234,13 +221,8 @@ class BrokerSettings(BaseModel):
             raise ValueError("ports must be between 1 and 65535")
         return v
 
-    @model_validator(mode="after")
-    def _combinations(self) -> BrokerSettings:
+    def check_combinations(self, fail: Problems) -> None:
         from broker.providers.entra import tenant_of  # here: broker.providers imports this module
-        from foundation.config import ConfigError, env_name
-
-        def fail(field: str, msg: str) -> None:
-            raise ConfigError(env_name(field), msg)
 
         if urlsplit(self.public_url).scheme == "http" and not self.allow_http:
             fail("public_url", "must be https (http only with PREVIEW_BROKER_ALLOW_HTTP=true, for local development)")
@@ -283,7 +265,6 @@ class BrokerSettings(BaseModel):
                 normalize_host(self.cookie_domain)
             except InvalidHost:
                 fail("cookie_domain", "must be a parent domain like preview.example.com")
-        return self
 
     # Derived values, computed once.
     @property

@@ -1,4 +1,5 @@
-"""The controller's settings: names, types, defaults and help, in one place."""
+"""The controller's settings: names, types, defaults and help, in one place (those it shares with the broker
+in foundation/settings.py)."""
 
 from __future__ import annotations
 
@@ -7,21 +8,12 @@ import socket
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from foundation.config import SECRET, split_list
+from foundation.config import SECRET, Problems, env_name
 from foundation.durations import Duration
-from foundation.hosts import InvalidHost, normalize_host, parse_domains
-from foundation.trust import CAFile
-
-CommaList = Annotated[list[str], BeforeValidator(split_list)]
+from foundation.hosts import InvalidHost, normalize_host
+from foundation.settings import CommaList, SharedSettings
 
 
 def _json_object(value: object) -> object:
@@ -58,12 +50,7 @@ class Resources(BaseModel):
 OptionalDuration = Annotated[Duration | None, BeforeValidator(_empty_is_none)]
 
 
-class ControllerSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    preview_domains: CommaList = Field(
-        description="Comma list of parent domains under which preview hosts may be claimed."
-    )
+class ControllerSettings(SharedSettings):
     namespace_selector: str = Field(
         default="preview-broker.io/preview=true", description="Label selector of preview namespaces."
     )
@@ -147,11 +134,6 @@ class ControllerSettings(BaseModel):
     github_app_id: str = Field(default="", description="GitHub App id for deployment statuses (preferred over a token).")
     github_app_installation_id: str = Field(default="", description="GitHub App installation id.")
     github_app_private_key_file: str = Field(default="", description="Path of the GitHub App's private key (PEM).")
-    extra_ca_certs: CAFile = Field(
-        default="",
-        description="Path of a PEM file of CA certificates to trust besides the public ones, on calls to GitHub "
-        "(Enterprise) and S3 (an S3-compatible store behind a private CA).",
-    )
     environment_url_scheme: Literal["https", "http"] = Field(
         default="https", description="Scheme of the preview URL reported to GitHub."
     )
@@ -231,15 +213,6 @@ class ControllerSettings(BaseModel):
     )
     identity: str = Field(default_factory=socket.gethostname, description="This replica's name in the Lease.")
     resync_period: Duration = Field(default=300, ge=10, description="Time between full re-reconciles.")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
-    log_format: Literal["json", "text"] = Field(
-        default="json", description="Log lines as JSON objects (for log pipelines) or as text (for people)."
-    )
-
-    @field_validator("preview_domains")
-    @classmethod
-    def _domains(cls, v: list[str]) -> list[str]:
-        return parse_domains(v)
 
     @field_validator("reserved_hosts")
     @classmethod
@@ -281,41 +254,35 @@ class ControllerSettings(BaseModel):
             parse_rfc3339(v)
         return v
 
-    @model_validator(mode="after")
-    def _combinations(self) -> ControllerSettings:
-        from foundation.config import ConfigError, env_name
-
+    def check_combinations(self, fail: Problems) -> None:
         for addon in ("database", "bucket"):
             if getattr(self, f"{addon}_default") and not getattr(self, f"{addon}_enabled"):
-                raise ConfigError(env_name(f"{addon}_default"), f"needs {env_name(addon + '_enabled')}=true")
+                fail(f"{addon}_default", f"needs {env_name(addon + '_enabled')}=true")
         if self.database_default and not self.database_destination_path:
-            raise ConfigError(env_name("database_destination_path"), "is required when DATABASE_DEFAULT=true")
+            fail("database_destination_path", "is required when DATABASE_DEFAULT=true")
         app = (self.github_app_id, self.github_app_installation_id, self.github_app_private_key_file)
         if any(app) and not all(app):
-            raise ConfigError(env_name("github_app_id"),
-                              "GITHUB_APP_ID, GITHUB_APP_INSTALLATION_ID and GITHUB_APP_PRIVATE_KEY_FILE go together")
+            fail("github_app_id", "GITHUB_APP_ID, GITHUB_APP_INSTALLATION_ID and GITHUB_APP_PRIVATE_KEY_FILE go together")
         if self.github_app_private_key_file:
             from pathlib import Path
 
             try:
                 Path(self.github_app_private_key_file).read_bytes()
             except OSError as exc:  # not there, a directory, not readable by the pod's user
-                raise ConfigError(env_name("github_app_private_key_file"),
-                                  f"cannot read {self.github_app_private_key_file}: {exc.strerror or exc}") from None
+                fail("github_app_private_key_file",
+                     f"cannot read {self.github_app_private_key_file}: {exc.strerror or exc}")
         if self.wiring_modes and not self.broker_internal_url:
-            raise ConfigError(env_name("broker_internal_url"),
-                              f"is required when the controller generates auth wiring ({', '.join(sorted(self.wiring_modes))})")
+            fail("broker_internal_url",
+                 f"is required when the controller generates auth wiring ({', '.join(sorted(self.wiring_modes))})")
         if self.database_destination_path and not self.database_destination_path.startswith("s3://"):
-            raise ConfigError(env_name("database_destination_path"), "must look like s3://bucket/path")
+            fail("database_destination_path", "must look like s3://bucket/path")
         # client-go's rules: followers wait lease_duration, the leader stops after renew_deadline
         # without a renewal (the gap is the margin for clock rates and writes in flight), and it
         # gets more than one try (with jitter) before the deadline.
         if not self.renew_deadline_seconds < self.lease_duration:
-            raise ConfigError(env_name("renew_deadline"), f"must be less than LEASE_DURATION ({self.lease_duration})")
+            fail("renew_deadline", f"must be less than LEASE_DURATION ({self.lease_duration})")
         if not self.retry_period_seconds * 1.2 < self.renew_deadline_seconds:
-            raise ConfigError(env_name("retry_period"),
-                              f"must be less than RENEW_DEADLINE / 1.2 ({self.renew_deadline_seconds / 1.2:.2f})")
-        return self
+            fail("retry_period", f"must be less than RENEW_DEADLINE / 1.2 ({self.renew_deadline_seconds / 1.2:.2f})")
 
     @property
     def wiring_modes(self) -> frozenset[str]:

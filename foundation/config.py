@@ -2,7 +2,8 @@
 
 Shared by the broker and the controller: each defines a pydantic model whose field
 names are the setting names in lower case; this module turns the environment into
-that model, or into one ConfigError line that names the setting and the problem.
+that model, or into a ConfigError that names every bad setting at once, one line each
+(the setting, then what is wrong with it).
 
 A field marked secret (``json_schema_extra=SECRET``) may instead be read from a file:
 ``<NAME>_FILE`` holds its path, so a Kubernetes Secret can be mounted as files rather
@@ -13,7 +14,7 @@ reader sees it.  Secrets are never echoed in errors nor in the effective setting
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,12 +31,47 @@ MASK = "****"
 
 
 class ConfigError(Exception):
-    """A bad or missing setting; str() is the one line printed at start-up."""
+    """A bad or missing setting; str() is the one line printed at start-up.
 
-    def __init__(self, setting: str, message: str) -> None:
+    Start-up reports every bad setting at once: `errors` holds one ConfigError per bad setting (this one
+    first; just this one when only one setting is bad), and str() is their lines, one a setting.
+    `setting` and `message` are the first one's.
+    """
+
+    def __init__(self, setting: str, message: str, *, more: Sequence[ConfigError] = ()) -> None:
         self.setting = setting
         self.message = message
-        super().__init__(f"{setting}: {message}")
+        self.errors: tuple[ConfigError, ...] = (self, *(e for m in more for e in m.errors))
+        super().__init__("\n".join(f"{e.setting}: {e.message}" for e in self.errors))
+
+    @classmethod
+    def of(cls, errors: Iterable[ConfigError]) -> ConfigError:
+        """One error for many, in order, one line a setting: the first problem found with each."""
+        seen: dict[str, ConfigError] = {}
+        for err in (e for error in errors for e in error.errors):
+            seen.setdefault(err.setting, err)
+        first, *rest = seen.values()  # callers pass at least one
+        return cls(first.setting, first.message, more=[cls(e.setting, e.message) for e in rest])
+
+    @property
+    def lines(self) -> list[str]:
+        """One line a bad setting, as start-up prints them."""
+        return [f"{e.setting}: {e.message}" for e in self.errors]
+
+
+class Problems:
+    """Collects the problems of checks between settings (a model validator), so that start-up names every
+    one of them, not just the first: call it with a field name and a message for each, then `raise_any()`."""
+
+    def __init__(self) -> None:
+        self.found: list[ConfigError] = []
+
+    def __call__(self, field: str, message: str) -> None:
+        self.found.append(ConfigError(env_name(field), message))
+
+    def raise_any(self) -> None:
+        if self.found:
+            raise ConfigError.of(self.found)
 
 
 def env_name(field: str) -> str:
@@ -94,39 +130,59 @@ def load(
     the controller does not count as a typo in the broker and vice versa.
     """
     values: dict[str, Any] = _read_file(config_file) if config_file else {}
+    problems: list[ConfigError] = []
+    reported: set[str] = set()  # fields whose problem is already named (their secret file): no second line
     fields = set(model.model_fields)
     secret_files = {name + FILE_SUFFIX: name for name, f in model.model_fields.items() if is_secret(f)}
     allowed = fields | set(secret_files) | set(known)
     for name in values:
         if name not in allowed:
-            raise ConfigError(env_name(name), "unknown setting (in the config file); check the spelling")
+            problems.append(ConfigError(env_name(name), "unknown setting (in the config file); check the spelling"))
     for key, raw in environ.items():
         if not key.startswith(PREFIX):
             continue
         name = key[len(PREFIX) :].lower()
         if name not in allowed:
-            raise ConfigError(key, "unknown setting; check the spelling (see --help)")
-        if name in fields or name in secret_files:
+            problems.append(ConfigError(key, "unknown setting; check the spelling (see --help)"))
+        elif name in fields or name in secret_files:
             values[name] = raw
     from_files: dict[str, str] = {}
     for file_setting, name in secret_files.items():
         if file_setting not in values:
             continue
-        if name in values:
-            raise ConfigError(env_name(file_setting), f"set either {env_name(name)} or {env_name(file_setting)}, "
-                              "not both")
         path = str(values.pop(file_setting))
-        values[name] = _read_secret_file(env_name(file_setting), path)
+        if name in values:
+            problems.append(ConfigError(env_name(file_setting), f"set either {env_name(name)} or "
+                                        f"{env_name(file_setting)}, not both"))
+            reported.add(name)
+            continue
+        try:
+            values[name] = _read_secret_file(env_name(file_setting), path)
+        except ConfigError as exc:
+            problems.append(exc)
+            reported.add(name)
+            continue
         from_files[name] = path
     values = {k: v for k, v in values.items() if k in fields}
     try:
-        return model.model_validate(values)
+        settings = model.model_validate(values)
     except ValidationError as exc:
-        raise _first_error(exc, model, from_files) from None
+        for err in exc.errors(include_url=False):
+            if _field_of(err) not in reported:
+                problems.append(_error(err, model, from_files))
+    except ConfigError as exc:  # the checks between settings (model validators), every one of them
+        problems.append(exc)
+    if problems:
+        raise ConfigError.of(problems) from None
+    return settings
 
 
-def _first_error(exc: ValidationError, model: type[BaseModel], from_files: Mapping[str, str]) -> ConfigError:
-    err = exc.errors(include_url=False)[0]
+def _field_of(err: Mapping[str, Any]) -> str:
+    loc = [str(p) for p in err.get("loc", ()) if not isinstance(p, int)]
+    return loc[0] if loc else ""
+
+
+def _error(err: Mapping[str, Any], model: type[BaseModel], from_files: Mapping[str, str]) -> ConfigError:
     loc = [str(p) for p in err.get("loc", ()) if not isinstance(p, int)]
     setting = env_name(loc[0]) if loc else "settings"
     if loc and loc[0] in from_files:  # the file is what to fix: name its setting and path

@@ -70,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
         "check-config",
         help="validate a component's settings and print the effective ones (secrets masked)",
         description="Load the settings exactly as `preview-broker COMPONENT` would at start-up, without starting "
-        "it: a bad or missing setting is the same one line (exit 2); otherwise every setting is printed as "
+        "it: bad or missing settings are the same lines, one a setting (exit 2); otherwise every setting is printed as "
         "NAME=value, defaults included, secrets as ****.",
     )
     k.add_argument("component", choices=["broker", "controller"])
@@ -89,12 +89,18 @@ def _load(component: str, config: Path | None):  # type: ignore[no-untyped-def]
     return load(ControllerSettings, os.environ, config_file=config, known=broker_fields)
 
 
+def _report(exc: ConfigError) -> None:
+    """Every bad setting at once, one line each (the setting, then what is wrong), before exit status 2."""
+    for line in exc.lines:
+        print(f"preview-broker: {line}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = _load(args.component if args.command == "check-config" else args.command, args.config)
     except ConfigError as exc:
-        print(f"preview-broker: {exc}", file=sys.stderr)
+        _report(exc)
         return 2
     if args.command == "check-config":
         for name, value in effective(settings).items():
@@ -107,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return serve(settings, host=args.host, port=args.port, metrics_port=args.metrics_port)
         except ConfigError as exc:  # a setting only start-up can check (MAX_CONNECTIONS against RLIMIT_NOFILE)
-            print(f"preview-broker: {exc}", file=sys.stderr)
+            _report(exc)
             return 2
     from controller.main import run
 

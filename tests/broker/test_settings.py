@@ -1,4 +1,4 @@
-"""Settings: typed, one-line errors naming the setting, --help covering every setting."""
+"""Settings: typed, one-line errors naming each bad setting, --help covering every setting."""
 
 from __future__ import annotations
 
@@ -104,10 +104,14 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
     )
 
 
-def test_cli_missing_setting_is_one_line_exit_2() -> None:
+def test_cli_missing_settings_are_one_line_each_exit_2() -> None:
+    """Every required setting that is missing, at once (issue 26: no longer only the first)."""
     proc = _cli("broker")
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == ["preview-broker: PREVIEW_BROKER_PUBLIC_URL: is required but not set"]
+    assert proc.stderr.strip().splitlines() == [
+        f"preview-broker: PREVIEW_BROKER_{name}: is required but not set"
+        for name in ("PREVIEW_DOMAINS", "PUBLIC_URL", "SECRET_KEYS", "PROVIDER", "CLIENT_ID", "CLIENT_SECRET")
+    ]
 
 
 def test_cli_help_lists_every_setting() -> None:
@@ -127,3 +131,27 @@ def test_settings_that_weaken_a_rule_say_so_in_their_help() -> None:
     for name in ("allow_http", "cookie_domain"):
         assert any(w in (fields[name].description or "") for w in ("WEAKENS", "RISKY")), name
     assert "never relayable" in (fields["relay_client_ids"].description or "")
+
+
+@pytest.mark.parametrize("kind", ["gitlab", "OIDC", "github-enterprise", ""])
+def test_an_unknown_provider_is_refused_with_the_known_ones(kind) -> None:
+    with pytest.raises(ConfigError) as err:
+        load(BrokerSettings, {**BASE, "PREVIEW_BROKER_PROVIDER": kind})
+    assert err.value.lines == [f"PREVIEW_BROKER_PROVIDER: unknown provider; the known ones are github, oidc "
+                               f"(got {kind!r})"]
+
+
+def test_the_known_providers_are_the_kinds_make_provider_builds() -> None:
+    """Nothing but github and oidc: a provider kind the settings do not know is never taken for OIDC."""
+    from typing import get_args
+
+    from broker.providers import make_provider
+    from broker.settings import PROVIDERS, ProviderKind
+
+    assert get_args(ProviderKind) == PROVIDERS == ("github", "oidc")
+    built = {kind: type(make_provider(load(BrokerSettings, {**BASE, "PREVIEW_BROKER_PROVIDER": kind}))).__name__
+             for kind in PROVIDERS}
+    assert built == {"github": "GitHubProvider", "oidc": "OIDCProvider"}
+    unknown = BrokerSettings.model_construct(**{**load(BrokerSettings, BASE).__dict__, "provider": "gitlab"})
+    with pytest.raises(ValueError, match="unknown provider 'gitlab'; the known ones are github, oidc"):
+        make_provider(unknown)
