@@ -17,11 +17,10 @@ import pytest
 import respx
 from starlette.testclient import TestClient
 
-from broker.app import create_app
 from broker.providers import entra
 from broker.providers.oidc import groups_overage
 from foundation.config import ConfigError, load
-from tests.support.brokerunit import PR1, PUBLIC, make_settings
+from tests.support.brokerunit import PR1, make_settings
 from tests.support.fakeentra import ENTRA_ISSUER, GROUP_ENG, LOGIN, OTHER_TENANT, TENANT, FakeEntra, overage
 from tests.support.flows import callback, forward_auth, session_cookie, start_gate
 
@@ -36,19 +35,9 @@ def idp() -> Iterator[FakeEntra]:  # replaces the generic IdP: these brokers tal
 
 
 @pytest.fixture
-def broker(allowlist, clock, idp):  # type: ignore[no-untyped-def]
-    clients: list[TestClient] = []
-
-    def make(**overrides: Any) -> TestClient:
-        settings = make_settings(oidc_issuer=ENTRA_ISSUER, **{**RULE, **overrides})
-        c = TestClient(create_app(settings, allowlist=allowlist, clock=clock), base_url=PUBLIC, follow_redirects=False)
-        c.__enter__()
-        clients.append(c)
-        return c
-
-    yield make
-    for c in clients:
-        c.__exit__(None, None, None)
+def broker(make_client):  # type: ignore[no-untyped-def]
+    """conftest's make_client, on Entra's issuer with an email-domain rule (its idp is the one above)."""
+    return lambda **overrides: make_client(oidc_issuer=ENTRA_ISSUER, **{**RULE, **overrides})
 
 
 def _login(client: TestClient, idp: FakeEntra, **claims: Any):  # type: ignore[no-untyped-def]

@@ -266,15 +266,19 @@ def test_extra_ca_certs_from_both_places_is_refused() -> None:
     assert proc.returncode != 0 and "extraCACerts: set configMap or secret, not both" in proc.stderr
 
 
+def _load_with_the_charts_secret(env: dict[str, str], tmp_path: Path) -> BrokerSettings:
+    """The broker's settings from a rendered environment, its Secret's files written where the env says."""
+    files = {"CLIENT_SECRET": "ci-client-secret\n", "SECRET_KEYS": "ci-signing-key-0123456789abcdef0123456789\n",
+             "VERIFY_KEYS": ""}  # the chart's Secret outside a key rotation
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+        env[f"PREVIEW_BROKER_{name}_FILE"] = str(tmp_path / name)
+    return load(BrokerSettings, env)
+
+
 def test_the_broker_settings_the_chart_writes_are_the_ones_it_reads(tmp_path) -> None:
     env = {k: e.get("value", "") for k, e in container_env(deployment(render(OIDC), "broker")).items()}
-    (tmp_path / "client-secret").write_text("ci-client-secret\n")
-    (tmp_path / "secret-keys").write_text("ci-signing-key-0123456789abcdef0123456789\n")
-    env["PREVIEW_BROKER_CLIENT_SECRET_FILE"] = str(tmp_path / "client-secret")
-    env["PREVIEW_BROKER_SECRET_KEYS_FILE"] = str(tmp_path / "secret-keys")
-    (tmp_path / "verify-keys").write_text("")  # the chart's Secret outside a key rotation
-    env["PREVIEW_BROKER_VERIFY_KEYS_FILE"] = str(tmp_path / "verify-keys")
-    settings = load(BrokerSettings, env)
+    settings = _load_with_the_charts_secret(env, tmp_path)
     assert (settings.state_ttl, settings.ticket_ttl, settings.session_ttl) == (600, 60, 43200)  # 10m, 1m, 12h
     assert settings.client_secret == "ci-client-secret" and settings.log_format == "json"
     assert settings.oidc_groups_claim == "groups" and settings.idp_timeout == 10
@@ -288,13 +292,7 @@ def test_the_entra_preset_reaches_the_broker_which_accepts_it_with_a_tenant_issu
     docs = render(OIDC, "provider.oidcEmailVerified=entra", f"provider.oidcIssuer={tenant}")
     env = {k: e.get("value", "") for k, e in container_env(deployment(docs, "broker")).items()}
     assert env["PREVIEW_BROKER_OIDC_EMAIL_VERIFIED"] == "entra"
-    (tmp_path / "client-secret").write_text("ci-client-secret\n")
-    (tmp_path / "secret-keys").write_text("ci-signing-key-0123456789abcdef0123456789\n")
-    env["PREVIEW_BROKER_CLIENT_SECRET_FILE"] = str(tmp_path / "client-secret")
-    env["PREVIEW_BROKER_SECRET_KEYS_FILE"] = str(tmp_path / "secret-keys")
-    (tmp_path / "verify-keys").write_text("")  # the chart's Secret outside a key rotation
-    env["PREVIEW_BROKER_VERIFY_KEYS_FILE"] = str(tmp_path / "verify-keys")
-    settings = load(BrokerSettings, env)
+    settings = _load_with_the_charts_secret(env, tmp_path)
     assert (settings.oidc_email_verified, settings.oidc_issuer) == ("entra", tenant)
 
 
